@@ -1,0 +1,3 @@
+from copydata.cli import main
+
+raise SystemExit(main())

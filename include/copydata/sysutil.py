@@ -1,0 +1,96 @@
+"""Small wrappers over the Linux commands copydata drives (losetup, mount, fsfreeze, mkfs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class CommandError(RuntimeError):
+    def __init__(self, cmd: list[str], rc: int, stderr: str):
+        self.cmd, self.rc, self.stderr = cmd, rc, stderr.strip()
+        super().__init__(f"{' '.join(cmd)} exited {rc}: {self.stderr}")
+
+
+def run(cmd: list[str], check: bool = True, timeout: float = 120) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise CommandError(cmd, proc.returncode, proc.stderr or proc.stdout)
+    return proc.stdout
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def loop_attach(path: str | Path, direct_io: bool = True) -> str:
+    """Attach a file to a new loop device and return the device path."""
+    cmd = ["losetup", "--show", "-f", str(path)]
+    if direct_io:
+        cmd[1:1] = ["--direct-io=on"]
+    return run(cmd).strip()
+
+
+def loop_detach(dev: str) -> None:
+    run(["losetup", "-d", dev], check=False)
+
+
+def loop_refresh_capacity(dev: str) -> None:
+    run(["losetup", "-c", dev], check=False)
+
+
+def loop_devices() -> list[dict]:
+    """Every attached loop device: {"name": "/dev/loopN", "back-file": "..."}."""
+    out = run(["losetup", "-J", "-l"], check=False)
+    if not out.strip():
+        return []
+    return json.loads(out).get("loopdevices", [])
+
+
+def loops_backed_by(folder: str | Path) -> dict[str, str]:
+    """{back-file: device} for loop devices whose backing file lies under folder."""
+    prefix = str(Path(folder).resolve()) + os.sep
+    found = {}
+    for d in loop_devices():
+        back = (d.get("back-file") or "").removesuffix(" (deleted)")
+        if back.startswith(prefix):
+            found[back] = d["name"]
+    return found
+
+
+def mounts_of(dev: str) -> list[str]:
+    """Mount points of a block device, from /proc/self/mountinfo (by major:minor)."""
+    try:
+        st = os.stat(dev)
+    except FileNotFoundError:
+        return []
+    want = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[2] == want:
+            points.append(fields[4].replace("\\040", " "))
+    return points
+
+
+def is_mountpoint(path: str | Path) -> bool:
+    target = str(Path(path).resolve())
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if line.split()[4].replace("\\040", " ") == target:
+            return True
+    return False
+
+
+def umount(point: str, lazy_fallback: bool = True) -> None:
+    try:
+        run(["umount", point])
+    except CommandError:
+        if not lazy_fallback:
+            raise
+        log.warning("umount %s failed (busy); detaching lazily", point)
+        run(["umount", "-l", point], check=False)
