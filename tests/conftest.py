@@ -1,0 +1,103 @@
+"""Shared fixtures: one FlashArray emulator per test session, and SDK clients verified against its CA."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Airflow reads its configuration at import: set it before anything imports airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="copydata-airflow-test-")  # never the user's
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault("COPYDATA_HOME", tempfile.mkdtemp(prefix="copydata-home-test-"))
+sys.path.insert(0, str(ROOT / "dags"))
+
+from copydata.emulator import service  # noqa: E402
+
+
+def loops_under(folder: Path) -> list[str]:
+    """Loop devices whose backing file lies under folder (from `losetup -J -l`)."""
+    out = subprocess.run(["losetup", "-J", "-l"], capture_output=True, text=True, check=False).stdout
+    devices = json.loads(out).get("loopdevices", []) if out.strip() else []
+    prefix = str(folder.resolve()) + os.sep
+    return [d["name"] for d in devices
+            if (d.get("back-file") or "").removesuffix(" (deleted)").startswith(prefix)]
+
+
+def start_emulator(state: Path, extra_args: list[str] | None = None) -> Iterator[dict]:
+    """Start an emulator on a free port; stop it and check no loop device is left, even on failure."""
+    try:
+        yield service.start_detached(state, "127.0.0.1", 0, extra_args or [])
+    finally:
+        service.stop(state)
+        left = loops_under(state)
+        assert not left, f"loop devices left behind under {state}: {left}"
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A running emulator: {url, target, api_token, ca_file, state, pid, ...}."""
+    yield from start_emulator(tmp_path_factory.mktemp("emulator"))
+
+
+@pytest.fixture(scope="session")
+def rest2(emulator: dict):
+    """A py-pure-client FlashArray client that verifies the emulator's certificate."""
+    from pypureclient import flasharray
+    from pypureclient.configuration import Configuration
+
+    return flasharray.Client(emulator["target"], api_token=emulator["api_token"],
+                             configuration=Configuration(ssl_ca_cert=emulator["ca_file"]), verify_ssl=True)
+
+
+@pytest.fixture(scope="session")
+def rest1(emulator: dict):
+    """A purestorage 1.19 FlashArray client that verifies the emulator's certificate."""
+    import purestorage
+
+    return purestorage.FlashArray(emulator["target"], api_token=emulator["api_token"], verify_https=True,
+                                  ssl_cert=emulator["ca_file"])
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """unique("vol") -> "vol-1a2b3c4d": names that never collide on the shared emulator."""
+    tag = uuid.uuid4().hex[:8]
+    return lambda prefix: f"{prefix}-{tag}"
+
+
+def device_path(emulator: dict, serial: str) -> Path:
+    """Where a connected volume appears on this machine."""
+    return Path(emulator["state"]) / "dev" / "disk" / "by-id" / f"wwn-0x624a9370{serial.lower()}"
+
+
+def write_device(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b", buffering=0) as f:
+        f.seek(offset)
+        f.write(data)
+        os.fsync(f.fileno())
+
+
+def read_device(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, mounts)")
