@@ -1,0 +1,1 @@
+"""Walkthroughs run by `make demo`."""

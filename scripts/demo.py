@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""`make demo`: the walkthroughs on the embedded default (emulator, lab databases)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEMOS = ("emulator",)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("demos", nargs="*", default=list(DEMOS), help=f"which demos to run (default: all of {DEMOS})")
+    args = parser.parse_args([a for a in sys.argv[1:] if a.strip()])
+    for name in args.demos:
+        if name not in DEMOS:
+            parser.error(f"unknown demo {name!r}: expected one of {', '.join(DEMOS)}")
+    if "emulator" in args.demos:
+        from copydata.demo import emulator_walkthrough
+        emulator_walkthrough.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
