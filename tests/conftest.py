@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -36,7 +37,9 @@ def loops_under(folder: Path) -> list[str]:
 
 
 def start_emulator(state: Path, extra_args: list[str] | None = None) -> Iterator[dict]:
-    """Start an emulator on a free port; stop it and check no loop device is left, even on failure."""
+    """Start an emulator on a free port; stop it and check no loop device is left, even on failure.
+
+    A generator: next() starts it, close() stops it. Use running_emulator() in a with statement."""
     try:
         yield service.start_detached(state, "127.0.0.1", 0, extra_args or [])
     finally:
@@ -45,29 +48,48 @@ def start_emulator(state: Path, extra_args: list[str] | None = None) -> Iterator
         assert not left, f"loop devices left behind under {state}: {left}"
 
 
+running_emulator = contextlib.contextmanager(start_emulator)
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A running emulator: {url, target, api_token, ca_file, state, pid, ...}."""
-    yield from start_emulator(tmp_path_factory.mktemp("emulator"))
+    with running_emulator(tmp_path_factory.mktemp("emulator")) as info:
+        yield info
 
 
-@pytest.fixture(scope="session")
-def rest2(emulator: dict):
-    """A py-pure-client FlashArray client that verifies the emulator's certificate."""
+@contextlib.contextmanager
+def rest2_session(emulator: dict, **kwargs) -> Iterator:
+    """A py-pure-client FlashArray client that verifies the emulator's certificate (ssl_cert= is ignored
+    by the SDK: the CA goes through Configuration). It logs out on exit, while the emulator still answers,
+    rather than at interpreter exit."""
     from pypureclient import flasharray
     from pypureclient.configuration import Configuration
 
-    return flasharray.Client(emulator["target"], api_token=emulator["api_token"],
-                             configuration=Configuration(ssl_ca_cert=emulator["ca_file"]), verify_ssl=True)
+    client = flasharray.Client(emulator["target"], api_token=emulator["api_token"],
+                               configuration=Configuration(ssl_ca_cert=emulator["ca_file"]), verify_ssl=True,
+                               **kwargs)
+    try:
+        yield client
+    finally:
+        client._token_man.close_session()
 
 
 @pytest.fixture(scope="session")
-def rest1(emulator: dict):
+def rest2(emulator: dict) -> Iterator:
+    with rest2_session(emulator) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def rest1(emulator: dict) -> Iterator:
     """A purestorage 1.19 FlashArray client that verifies the emulator's certificate."""
     import purestorage
 
-    return purestorage.FlashArray(emulator["target"], api_token=emulator["api_token"], verify_https=True,
-                                  ssl_cert=emulator["ca_file"])
+    client = purestorage.FlashArray(emulator["target"], api_token=emulator["api_token"], verify_https=True,
+                                    ssl_cert=emulator["ca_file"])
+    yield client
+    client.invalidate_cookie()
 
 
 @pytest.fixture

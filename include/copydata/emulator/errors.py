@@ -1,6 +1,6 @@
 """Errors the emulator returns. Messages carry the fragments real clients match on
 (see ../shared/reference/flasharray-rest.md §5): ``does not exist``, ``already exists``,
-``has been destroyed``, ``is not connected``, ``already belongs to``, ``connected``…"""
+``has been destroyed``, ``not destroyed``, ``is not connected``, ``already belongs to``, ``connected``…"""
 
 from __future__ import annotations
 
@@ -29,3 +29,8 @@ def destroyed(kind: str, name: str) -> ApiError:
 
 def invalid(message: str, context: str | None = None) -> ApiError:
     return ApiError(message, context)
+
+
+def not_destroyed(kind: str, name: str, action: str = "") -> ApiError:
+    """Recover or eradicate of a live object. The message carries the fragment ``not destroyed`` (§5)."""
+    return ApiError(f"{kind} is not destroyed.{' ' + action if action else ''}", name)

@@ -139,7 +139,7 @@ class PgroupsMixin:
     def _set_pgroup_destroyed(self, pg: dict, value: bool) -> None:
         if pg["destroyed"] == value:
             raise (errors.destroyed("Protection group", pg["name"]) if value
-                   else errors.invalid("Protection group has not been destroyed.", pg["name"]))
+                   else errors.not_destroyed("Protection group", pg["name"]))
         self.mark_destroyed(pg, value)
         for ps in self._pgsnaps_of(pg):
             if ps["destroyed"] != value:
@@ -148,7 +148,7 @@ class PgroupsMixin:
     def eradicate_pgroup(self, name: str) -> None:
         pg = self.pgroup(name)
         if not pg["destroyed"]:
-            raise errors.invalid("Protection group has not been destroyed. Destroy it before eradicating it.", name)
+            raise errors.not_destroyed("Protection group", name, "Destroy it before eradicating it.")
         self._eradicate_pgroup(pg)
         self.commit()
 
@@ -198,9 +198,7 @@ class PgroupsMixin:
 
     def _take_pgsnap(self, pg: dict, suffix: str, vols: list[dict], created: int, retention: bool) -> dict:
         name = f"{pg['name']}.{suffix}"
-        snaps = [self._take_snapshot(v, f"{name}.{v['name']}", suffix, name) for v in vols]
-        for s in snaps:
-            s["created"] = created
+        snaps = [self._take_snapshot(v, f"{name}.{v['name']}", suffix, name, created) for v in vols]
         ps = {"id": self.new_id(), "name": name, "suffix": suffix, "created": created, "source": pg["name"],
               "source_id": pg["id"], "destroyed": False, "destroyed_at": None, "apply_retention": retention,
               "members": [s["name"] for s in snaps]}
@@ -210,7 +208,7 @@ class PgroupsMixin:
         ps = self.pgsnap(name)
         if ps["destroyed"] == value:
             raise (errors.destroyed("Protection group snapshot", name) if value
-                   else errors.invalid("Protection group snapshot has not been destroyed.", name))
+                   else errors.not_destroyed("Protection group snapshot", name))
         self._set_pgsnap_destroyed(ps, value)
         self.commit()
         return ps
@@ -225,8 +223,7 @@ class PgroupsMixin:
     def eradicate_pgsnap(self, name: str) -> None:
         ps = self.pgsnap(name)
         if not ps["destroyed"]:
-            raise errors.invalid(
-                "Protection group snapshot has not been destroyed. Destroy it before eradicating it.", name)
+            raise errors.not_destroyed("Protection group snapshot", name, "Destroy it before eradicating it.")
         self._eradicate_pgsnap(ps)
         self.commit()
 

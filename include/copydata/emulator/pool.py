@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Copy-on-write granularity inside the pool. It is also the finest granularity at
 # which the extent-map diff can tell blocks apart (docs/emulator.md).
-DEFAULT_EXTENT_HINT = 64 * 1024
+DEFAULT_EXTENT_HINT = 1024 * 1024
 DEFAULT_POOL_SIZE = 512 * 2**30
 
 

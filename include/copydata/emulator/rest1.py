@@ -19,6 +19,8 @@ from .rest2 import Sessions
 
 UNITS = {"S": 512, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 SIZE_RE = re.compile(r"^(\d+)([SKMGTP]?)$", re.IGNORECASE)
+NUMERIC_ARGS = {"size", "lun", "block_size", "offset", "length", "snap_frequency", "snap_at", "replicate_frequency",
+                "replicate_at", "all_for", "per_day", "days", "target_all_for", "target_per_day", "target_days"}
 ROUTES: list[tuple[str, re.Pattern, str]] = [
     (m, re.compile(p), fn) for m, p, fn in [
         ("GET", r"^array$", "get_array"),
@@ -64,6 +66,19 @@ def parse_size(value) -> int:
     return int(m.group(1)) * UNITS.get(m.group(2).upper(), 1)
 
 
+def query_args(query: dict[str, str]) -> dict:
+    """Query parameters (other REST 1 clients send GET arguments there) typed like JSON body values."""
+    out: dict = {}
+    for key, raw in query.items():
+        if raw.lower() in ("true", "false"):
+            out[key] = raw.lower() == "true"
+        elif key in NUMERIC_ARGS and raw.isdigit():
+            out[key] = int(raw)
+        else:
+            out[key] = raw
+    return out
+
+
 def names_arg(value) -> list[str] | None:
     if value is None:
         return None
@@ -80,7 +95,7 @@ class Rest1:
         return Response(err.status, [{"msg": err.message, "ctx": err.context or ""}])
 
     def handle(self, req: Request) -> Response:
-        body = {**req.query, **req.json()}
+        body = {**query_args(req.query), **req.json()}
         if req.path == "auth/apitoken" and req.method == "POST":
             return self.apitoken(body)
         if req.path == "auth/session":
@@ -303,16 +318,16 @@ class Rest1:
         if body.get("action") == "recover":
             obj = a.set_pgsnap_destroyed(pg, False) if "." in pg else a.update_pgroup(pg, {"destroyed": False})
             return {"name": obj["name"]}
-        if self._put_members(body, pg):
-            return self.fmt_pgroup(a.pgroup(pg))
-        sched = self._schedule_changes(body)
-        if sched:
-            return self.fmt_schedule(a.update_pgroup(pg, sched))
-        ret = self._retention_changes(body)
-        if ret:
-            return self.fmt_retention(a.update_pgroup(pg, ret))
-        if body.get("name"):
-            return {"name": a.update_pgroup(pg, {"name": body["name"]})["name"]}
+        # Mixed attribute groups are all applied; the reply is that of the first group touched.
+        members = self._put_members(body, pg)
+        sched, ret = self._schedule_changes(body), self._retention_changes(body)
+        if sched or ret:
+            a.update_pgroup(pg, {**sched, **ret})
+        obj = a.update_pgroup(pg, {"name": body["name"]}) if body.get("name") else a.pgroup(pg)
+        for touched, fmt in ((members, self.fmt_pgroup), (sched, self.fmt_schedule), (ret, self.fmt_retention),
+                             (body.get("name"), lambda p: {"name": p["name"]})):
+            if touched:
+                return fmt(obj)
         raise errors.invalid("Nothing to change.", pg)
 
     def _put_members(self, body: dict, pg: str) -> bool:

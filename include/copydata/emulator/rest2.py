@@ -175,15 +175,17 @@ class Rest2:
     def post_volumes(self, req: Request) -> list:
         body = req.json()
         overwrite = bool(req.qbool("overwrite"))
-        pg = req.qlist("add_to_protection_group_names")
+        pg = req.qlist("add_to_protection_group_names") or []
+        for g in pg:  # every group must exist before anything is created
+            self.array.pgroup(g, allow_destroyed=False)
         out = []
         for name in self.names(req):
             if body.get("source"):
                 vol = self.array.copy_volume(body["source"].get("name") or "", name, overwrite)
-                for g in pg or []:
+                for g in pg:
                     self.array.add_pgroup_volumes(g, [name])
             elif "provisioned" in body:
-                vol = self.array.create_volume(name, body["provisioned"], pg[0] if pg else None)
+                vol = self.array.create_volume(name, body["provisioned"], pg)
             else:
                 raise errors.invalid("Either provisioned or source must be given.", name)
             out.append(self.fmt_volume(vol))

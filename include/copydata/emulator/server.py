@@ -93,14 +93,14 @@ class Handler(BaseHTTPRequestHandler):
         if version not in self.server.versions:
             status = 450 if version.startswith("1.") else 404
             return Response(status, {"errors": [{"message": f"REST API version {version} is not supported."}]})
+        front = self.server.rest1 if version.startswith("1.") else self.server.rest2
         try:
             body = json.loads(raw) if raw.strip() else None
         except json.JSONDecodeError:
-            return Response(400, {"errors": [{"message": "Request body is not valid JSON."}]})
+            return front.error(ApiError("Request body is not valid JSON."))
         headers = {k.lower(): v for k, v in self.headers.items()}
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         req = Request(method, version, unquote(path.rstrip("/")), query, body, headers)
-        front = self.server.rest1 if version.startswith("1.") else self.server.rest2
         try:
             return front.handle(req)
         except ApiError as err:

@@ -54,19 +54,19 @@ class VolumesMixin:
             raise errors.exists("Volume", name)
 
     # -- volumes ---------------------------------------------------------------------------
-    def create_volume(self, name: str, size: int, pgroup: str | None = None) -> dict:
+    def create_volume(self, name: str, size: int, pgroups: list[str] | None = None) -> dict:
         check_name("volume", name)
         check_size(size)
         self._name_taken(name)
-        if pgroup:
-            self.pgroup(pgroup, allow_destroyed=False)
+        for pg in pgroups or []:
+            self.pgroup(pg, allow_destroyed=False)
         serial = self.store.next_serial()
         vol = {"id": self.new_id(), "name": name, "serial": serial, "provisioned": size, "created": now_ms(),
                "source": None, "source_id": None, "destroyed": False, "destroyed_at": None}
         self.pool.create(serial, size)
         self.store.put("volumes", vol)
-        if pgroup:
-            self.add_pgroup_volumes(pgroup, [name])
+        for pg in pgroups or []:
+            self.add_pgroup_volumes(pg, [name])
         self.commit()
         return vol
 
@@ -146,7 +146,7 @@ class VolumesMixin:
     def recover_volume(self, name: str) -> dict:
         vol = self.volume(name)
         if not vol["destroyed"]:
-            raise errors.invalid("Volume has not been destroyed.", name)
+            raise errors.not_destroyed("Volume", name)
         since = vol["destroyed_at"]
         self.mark_destroyed(vol, False)
         for snap in self._own_snapshots(vol):
@@ -158,7 +158,7 @@ class VolumesMixin:
     def eradicate_volume(self, name: str) -> None:
         vol = self.volume(name)
         if not vol["destroyed"]:
-            raise errors.invalid("Volume has not been destroyed. Destroy it before eradicating it.", name)
+            raise errors.not_destroyed("Volume", name, "Destroy it before eradicating it.")
         self._eradicate_volume(vol)
         self.commit()
 
@@ -184,15 +184,16 @@ class VolumesMixin:
             if self.store.get("snapshots", f"{v['name']}.{suffix}"):
                 raise errors.exists("Snapshot", f"{v['name']}.{suffix}")
         with self.fabric.quiesced([self.pool.path(v["serial"]) for v in vols]):
-            snaps = [self._take_snapshot(v, f"{v['name']}.{suffix}", suffix, None) for v in vols]
+            created = now_ms()  # one point in time for every snapshot of the call
+            snaps = [self._take_snapshot(v, f"{v['name']}.{suffix}", suffix, None, created) for v in vols]
         self.commit()
         return snaps
 
-    def _take_snapshot(self, vol: dict, name: str, suffix: str, pgsnap: str | None) -> dict:
+    def _take_snapshot(self, vol: dict, name: str, suffix: str, pgsnap: str | None, created: int) -> dict:
         serial = self.store.next_serial()
         self.pool.clone(vol["serial"], serial)
         snap = {"id": self.new_id(), "name": name, "suffix": suffix, "serial": serial,
-                "provisioned": vol["provisioned"], "created": now_ms(), "source": vol["name"],
+                "provisioned": vol["provisioned"], "created": created, "source": vol["name"],
                 "source_id": vol["id"], "destroyed": False, "destroyed_at": None, "pgsnap": pgsnap}
         return self.store.put("snapshots", snap)
 
@@ -207,7 +208,7 @@ class VolumesMixin:
     def recover_snapshot(self, name: str) -> dict:
         snap = self.snapshot(name)
         if not snap["destroyed"]:
-            raise errors.invalid("Snapshot has not been destroyed.", name)
+            raise errors.not_destroyed("Snapshot", name)
         if self.volume(snap["source"])["destroyed"]:
             raise errors.destroyed("Volume", snap["source"])
         self.mark_destroyed(snap, False)
@@ -230,7 +231,7 @@ class VolumesMixin:
     def eradicate_snapshot(self, name: str) -> None:
         snap = self.snapshot(name)
         if not snap["destroyed"]:
-            raise errors.invalid("Snapshot has not been destroyed. Destroy it before eradicating it.", name)
+            raise errors.not_destroyed("Snapshot", name, "Destroy it before eradicating it.")
         self._eradicate_snapshot(snap)
         self.commit()
 
