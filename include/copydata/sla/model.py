@@ -1,0 +1,189 @@
+"""The SLA file format as pydantic models (see docs/sla.md). Pure Python: no Airflow import."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from . import rules
+from .fields import (
+    AbsolutePath,
+    ArrayName,
+    ConnId,
+    Count,
+    Duration,
+    Expect,
+    Mounts,
+    Name,
+    OsUser,
+    RelativePath,
+    Schedule,
+    Text,
+    Volumes,
+)
+
+
+class Engine(StrEnum):
+    postgresql = "postgresql"
+    mariadb = "mariadb"
+    mysql = "mysql"
+    oracle = "oracle"
+    sqlserver = "sqlserver"
+    hana = "hana"
+    db2 = "db2"
+    ase = "ase"
+
+
+ENGINE_DEFAULTS: dict[str, dict[str, str]] = {
+    "postgresql": {"os_user": "postgres", "data_directory": "pgdata"},
+    "mariadb": {"os_user": "mysql", "data_directory": "mysql"},
+    "mysql": {"os_user": "mysql", "data_directory": "mysql"},
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SnapshotPolicy(_Model):
+    """When snapshots are taken."""
+
+    schedule: Schedule = Field(description="Cron expression (5 fields or an Airflow preset such as @hourly), "
+                                           "or an interval between snapshots such as 30m or PT30M.")
+    freeze_timeout: Duration = Field(timedelta(seconds=60), description="Bound on the freeze window.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> SnapshotPolicy:
+        rules.raise_violations(type(self).__name__, list(rules.snapshot(self)))
+        return self
+
+
+class LogBackupPolicy(_Model):
+    """Log shipping between snapshots (WAL archive snapshots for PostgreSQL)."""
+
+    interval: Duration = Field(description="Time between two log backups (at least 1m).")
+
+    @model_validator(mode="after")
+    def _rules(self) -> LogBackupPolicy:
+        rules.raise_violations(type(self).__name__, list(rules.log_interval(self.interval)))
+        return self
+
+
+class Retention(_Model):
+    """Which snapshots are kept."""
+
+    point_in_time: Duration | None = Field(None, description=(
+        "Any second inside this window stays recoverable (required with log_backup, and at least its "
+        "interval). Without log_backup: every snapshot inside the window is kept."))
+    daily: Count = Field(7, description="Then keep the newest snapshot of each of the last N days.")
+    weekly: Count = Field(4, description="... of each of the last N ISO weeks.")
+    monthly: Count = Field(6, description="... of each of the last N months.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> Retention:
+        rules.raise_violations(type(self).__name__, list(rules.retention(self)))
+        return self
+
+
+class ClonePolicy(_Model):
+    """Who may clone, how clones are masked, and when they expire."""
+
+    allowed_roles: list[Text] = Field(default_factory=list, description=(
+        "Airflow roles or users allowed to clone (informational for now)."))
+    masking_sql: Text | None = Field(None, description="SQL run in the clone before it is handed over.")
+    masking_script: AbsolutePath | None = Field(None, description=(
+        "Executable run with the clone's DSN in $CLONE_DSN before it is handed over."))
+    default_ttl: Duration = Field(timedelta(days=3), description="Clone expiry.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> ClonePolicy:
+        rules.raise_violations(type(self).__name__, list(rules.clone_policy(self)))
+        return self
+
+
+class Application(_Model):
+    """One database protected by the SLA."""
+
+    name: Name = Field(description="Application name, unique across all SLA files.")
+    engine: Engine = Field(description="Database engine.")
+    database_conn_id: ConnId = Field(description="Airflow connection of the database.")
+    array_conn_id: ConnId = Field("flasharray_default", description="Airflow connection of the array.")
+    protection_group: ArrayName = Field(description="Protection group holding all volumes below.")
+    log_protection_group: ArrayName | None = Field(None, description=(
+        "Protection group holding only the log archive volume(s); required with log_backup."))
+    host: ArrayName = Field(description="The array's host object for the database host.")
+    volumes: Volumes = Field(description=(
+        "Role -> array volume name (postgresql: data and archive)."))
+    mounts: Mounts = Field(default_factory=dict, description=(
+        "Role -> mount point on the database host (postgresql: data and archive)."))
+    data_directory: RelativePath | None = Field(None, description=(
+        "Engine data directory, relative to the data mount (default: pgdata for postgresql, "
+        "mysql for mariadb and mysql)."))
+    os_user: OsUser | None = Field(None, description=(
+        "OS user that runs the server (default: postgres for postgresql, mysql for mariadb and mysql)."))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_defaults(cls, data: Any) -> Any:
+        engine = data.get("engine") if isinstance(data, dict) else None
+        if not isinstance(engine, str) or engine not in ENGINE_DEFAULTS:
+            return data
+        return {**data, **{k: v for k, v in ENGINE_DEFAULTS[engine].items() if data.get(k) is None}}
+
+    @model_validator(mode="after")
+    def _rules(self) -> Application:
+        rules.raise_violations(type(self).__name__, list(rules.application(self)))
+        return self
+
+
+Applications = Annotated[list[Application], Expect("a list of applications, each starting with '- name:'")]
+
+
+class Sla(_Model):
+    """A copydata SLA: snapshot schedule, log backups, retention and clone policy for its applications."""
+
+    name: Name = Field(description="SLA name; DAG ids are copydata__<name>__snapshot, ...")
+    description: str = Field("", description="Free text.")
+    snapshot: SnapshotPolicy
+    log_backup: LogBackupPolicy | None = Field(None, description="No log shipping when absent.")
+    retention: Retention = Field(default_factory=Retention)
+    clone_policy: ClonePolicy = Field(default_factory=ClonePolicy)
+    applications: Applications = Field(default_factory=list)
+    _source_file: Path | None = PrivateAttr(None)  # set by the loader
+
+    @model_validator(mode="after")
+    def _rules(self) -> Sla:
+        rules.raise_violations(type(self).__name__, list(rules.sla(self)))
+        return self
+
+    @property
+    def source_file(self) -> Path | None:
+        """The file this SLA was loaded from (None when built in Python)."""
+        return self._source_file
+
+    @property
+    def schedule_kind(self) -> Literal["cron", "interval"]:
+        return "interval" if isinstance(self.snapshot.schedule, timedelta) else "cron"
+
+    @property
+    def schedule_interval(self) -> timedelta | None:
+        schedule = self.snapshot.schedule
+        return schedule if isinstance(schedule, timedelta) else None
+
+    def application(self, name: str) -> Application:
+        """The application called name (KeyError if none)."""
+        for app in self.applications:
+            if app.name == name:
+                return app
+        raise KeyError(f"SLA {self.name!r} has no application {name!r}")
+
+
+def airflow_schedule(sla: Sla, dag: Literal["snapshot", "log_backup"] = "snapshot") -> str | timedelta | None:
+    """The `schedule` argument for the SLA's DAG: a cron string or a timedelta (None: no log backup DAG)."""
+    if dag == "log_backup":
+        return sla.log_backup.interval if sla.log_backup else None
+    return sla.snapshot.schedule
