@@ -1,0 +1,34 @@
+"""Errors raised by the catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .ranges import Range
+
+
+class CatalogError(Exception):
+    """Base class of the catalog's errors."""
+
+
+class NotFound(CatalogError, LookupError):
+    """No application, snapshot, log backup or clone by that name or id."""
+
+
+class Conflict(CatalogError, ValueError):
+    """The row exists already with different contents (e.g. a live clone of that name)."""
+
+
+class OutOfRange(CatalogError, ValueError):
+    """No recovery point fits the requested target; `ranges` lists what is recoverable."""
+
+    def __init__(self, application: str, target: datetime | None, ranges: Sequence[Range]) -> None:
+        self.application = application
+        self.target = target
+        self.ranges = list(ranges)
+        wanted = "any point" if target is None else target.isoformat()
+        held = ", ".join(f"[{r.start.isoformat()} .. {r.end.isoformat()}]" for r in self.ranges) or "none"
+        super().__init__(f"{application}: cannot recover to {wanted}; recoverable ranges: {held}")
