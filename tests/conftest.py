@@ -123,3 +123,10 @@ def read_device(path: Path, offset: int, length: int) -> bytes:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") and os.geteuid() != 0:
         pytest.skip("needs root (loop devices, mounts)")
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata DB (in the session's temporary AIRFLOW_HOME), for dag.test()."""
+    from airflow.utils import db
+    db.initdb()

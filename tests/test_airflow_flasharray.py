@@ -23,12 +23,6 @@ def set_conn(conn_id: str, emulator: dict, **extra) -> None:
                                             "devices_dir": emulator["devices"], **extra}})
 
 
-@pytest.fixture(scope="module")
-def airflow_db():
-    from airflow.utils import db
-    db.initdb()
-
-
 @pytest.fixture
 def fa_conn(emulator) -> str:
     set_conn("fa_test", emulator)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from . import paths
+from .lab import cli as lab_cli
 
 
 def _emulator_parser(sub) -> None:
@@ -27,6 +28,18 @@ def _emulator_parser(sub) -> None:
     status = emu.add_parser("status", help="print the running emulator's endpoint")
     status.add_argument("--state", type=Path, default=None)
     status.add_argument("--json", action="store_true")
+
+
+def _sla_parser(sub) -> None:
+    sla = sub.add_parser("sla", help="check and show SLA files (docs/sla.md)").add_subparsers(dest="action",
+                                                                                            required=True)
+    validate = sla.add_parser("validate", help="check SLA files; exit 1 on any error")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a file, or a folder of SLA files")
+    show = sla.add_parser("show", help="print one SLA, normalised (defaults filled in)")
+    show.add_argument("path", type=Path, metavar="PATH")
+    show.add_argument("--json", action="store_true", help="JSON rather than YAML")
+    schema = sla.add_parser("schema", help="print the JSON Schema of SLA files")
+    schema.add_argument("--output", type=Path, default=None, metavar="PATH", help="write it to PATH instead")
 
 
 def _print_endpoint(info: dict, as_json: bool) -> None:
@@ -65,16 +78,38 @@ def _emulator(args) -> int:
     return 0
 
 
+def _catalog_parsers(sub) -> None:
+    help_url = "catalog URL (default: $COPYDATA_CATALOG_URL, else $COPYDATA_HOME/catalog.db)"
+    points = sub.add_parser("points", help="recoverable points in time of an application")
+    points.add_argument("application")
+    points.add_argument("--json", action="store_true", help="print JSON")
+    points.add_argument("--catalog", default=None, metavar="URL", help=help_url)
+    cat = sub.add_parser("catalog", help="the catalog database").add_subparsers(dest="action", required=True)
+    cat.add_parser("upgrade", help="create or migrate the catalog schema").add_argument(
+        "--catalog", default=None, metavar="URL", help=help_url)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="copydata", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     _emulator_parser(sub)
+    lab_cli.add_parser(sub)
+    _sla_parser(sub)
+    _catalog_parsers(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if args.command == "emulator":
         return _emulator(args)
+    if args.command == "sla":
+        from .sla.cli import run as sla_run
+        return sla_run(args)
+    if args.command in ("points", "catalog"):
+        from .catalog import commands
+        return commands.run(args)
+    if args.command == "lab":
+        return lab_cli.run(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

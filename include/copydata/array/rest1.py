@@ -139,6 +139,18 @@ class Rest1Array:
         if eradicate:
             self._call("eradicate protection group snapshot", name, self.fa.eradicate_pgroup, name)
 
+    def destroy_pgroup(self, name: str) -> None:
+        """Destroy and eradicate a protection group (its snapshots go with it); nothing to do when it is gone."""
+        def named(**kwargs) -> list[dict]:
+            items = self._call("list protection groups", name, self.fa.list_pgroups, **kwargs)
+            return [d for d in items if d["name"].lower() == name.lower()]
+
+        if not named(pending=True):
+            return
+        if not named(pending_only=True):
+            self._call("destroy protection group", name, self.fa.destroy_pgroup, name)
+        self._call("eradicate protection group", name, self.fa.eradicate_pgroup, name)
+
     # -- hosts and connections -------------------------------------------------------------
     def ensure_host(self, name: str, iqns: list[str] | None = None) -> None:
         try:

@@ -7,6 +7,7 @@ from pypureclient.configuration import Configuration
 from pypureclient.flasharray import (
     ConnectionPost,
     HostPost,
+    ProtectionGroup,
     ProtectionGroupSnapshotPatch,
     ProtectionGroupSnapshotPost,
     Reference,
@@ -143,6 +144,16 @@ class Rest2Array:
         if eradicate:
             _check(self.client.delete_protection_group_snapshots(names=[name]),
                    "eradicate protection group snapshot", name)
+
+    def destroy_pgroup(self, name: str) -> None:
+        """Destroy and eradicate a protection group (its snapshots go with it); nothing to do when it is gone."""
+        resp = self.client.get_protection_groups(names=[name])
+        if resp.status_code != 200:
+            return
+        if not list(resp.items)[0].destroyed:
+            _check(self.client.patch_protection_groups(names=[name], protection_group=ProtectionGroup(destroyed=True)),
+                   "destroy protection group", name)
+        _check(self.client.delete_protection_groups(names=[name]), "eradicate protection group", name)
 
     # -- hosts and connections -------------------------------------------------------------
     def ensure_host(self, name: str, iqns: list[str] | None = None) -> None:

@@ -1,0 +1,144 @@
+"""The DAG factory: SLA files -> Airflow DAGs. Parsing is cheap: no array, database or catalog calls.
+
+Per SLA: copydata__<sla>__snapshot, __log_backup, __retention.
+Per application: copydata__<app>__clone, __clone_refresh, __clone_delete, __restore.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from copydata.airflow import assets
+from copydata.airflow.operators.copydata import (
+    CloneDeleteOperator,
+    CloneOperator,
+    CloneRefreshOperator,
+    LogBackupOperator,
+    RestoreOperator,
+    RetentionOperator,
+    SnapshotOperator,
+)
+
+START = pendulum.datetime(2026, 1, 1, tz="UTC")
+CLONE_NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"
+POINT = r"^(latest|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))$"
+POINT_HELP = "ISO 8601 UTC, e.g. 2026-11-27T10:15:00Z, or 'latest'"
+
+
+def _common(sla, kind: str, doc: str) -> dict:
+    return {"start_date": START, "catchup": False, "max_active_runs": 1, "tags": ["copydata", sla.name, kind],
+            "doc_md": doc, "default_args": {"retries": 2, "retry_delay": dt.timedelta(seconds=30)},
+            "render_template_as_native_obj": True, "is_paused_upon_creation": True}
+
+
+def _schedule(sla):
+    from copydata.sla.model import airflow_schedule
+    return airflow_schedule(sla)
+
+
+def sla_dags(sla, sla_file: Path) -> list[DAG]:
+    dags = [_snapshot_dag(sla, sla_file), _retention_dag(sla, sla_file)]
+    if sla.log_backup is not None:
+        dags.append(_log_dag(sla, sla_file))
+    for app in sla.applications:
+        dags += app_dags(sla, app, sla_file)
+    return dags
+
+
+def _snapshot_dag(sla, sla_file: Path) -> DAG:
+    with DAG(f"copydata__{sla.name}__snapshot", schedule=_schedule(sla),
+             **_common(sla, "snapshot", f"Application-consistent snapshots for SLA **{sla.name}**.")) as dag:
+        for app in sla.applications:
+            snap = SnapshotOperator(task_id=f"snapshot__{app.name}", sla_file=str(sla_file), application=app.name,
+                                    inlets=[assets.source(app.name)], outlets=[assets.snapshots(app.name)])
+            if app.log_protection_group:
+                snap >> LogBackupOperator(task_id=f"log_backup__{app.name}", sla_file=str(sla_file),
+                                          application=app.name, outlets=[assets.logs(app.name)])
+    return dag
+
+
+def _log_dag(sla, sla_file: Path) -> DAG:
+    with DAG(f"copydata__{sla.name}__log_backup", schedule=sla.log_backup.interval,
+             **_common(sla, "log_backup", f"Log backups for SLA **{sla.name}**.")) as dag:
+        for app in sla.applications:
+            LogBackupOperator(task_id=f"log_backup__{app.name}", sla_file=str(sla_file), application=app.name,
+                              inlets=[assets.source(app.name)], outlets=[assets.logs(app.name)])
+    return dag
+
+
+def _retention_dag(sla, sla_file: Path) -> DAG:
+    with DAG(f"copydata__{sla.name}__retention", schedule=dt.timedelta(hours=1),
+             **_common(sla, "retention", f"Tiered retention for SLA **{sla.name}**.")) as dag:
+        for app in sla.applications:
+            RetentionOperator(task_id=f"retention__{app.name}", sla_file=str(sla_file), application=app.name)
+    return dag
+
+
+def _clone_params(app, port: bool) -> dict:
+    params = {"clone_name": Param(f"{app.name}-dev", type="string", pattern=CLONE_NAME, title="Clone name"),
+              "point_in_time": Param("latest", type="string", pattern=POINT, title="Point in time",
+                                     description=POINT_HELP),
+              "mask": Param(True, type="boolean", title="Run the SLA's masking")}
+    if port:
+        params["port"] = Param(55500, type="integer", minimum=1024, maximum=65535, title="Port")
+    return params
+
+
+def app_dags(sla, app, sla_file: Path) -> list[DAG]:
+    manual = {**_common(sla, "clone", ""), "schedule": None, "max_active_runs": 4}
+    f, a = str(sla_file), app.name
+    inlets = [assets.snapshots(a), assets.logs(a)]
+    out = []
+    with DAG(f"copydata__{a}__clone", params=_clone_params(app, True), **{
+            **manual, "doc_md": f"Clone **{a}** at any second of its recoverable range."}) as dag:
+        CloneOperator(task_id="clone", sla_file=f, application=a, clone_name="{{ params.clone_name }}",
+                      point_in_time="{{ params.point_in_time }}", port="{{ params.port }}",
+                      mask="{{ params.mask }}", inlets=inlets, outlets=[assets.clones(a)])
+    out.append(dag)
+    with DAG(f"copydata__{a}__clone_refresh", params=_clone_params(app, False), **{
+            **manual, "doc_md": f"Move a clone of **{a}** to a newer point: same name, port and mounts."}) as dag:
+        CloneRefreshOperator(task_id="clone_refresh", sla_file=f, application=a,
+                             clone_name="{{ params.clone_name }}", point_in_time="{{ params.point_in_time }}",
+                             mask="{{ params.mask }}", inlets=inlets, outlets=[assets.clones(a)])
+    out.append(dag)
+    with DAG(f"copydata__{a}__clone_delete", params={"clone_name": _clone_params(app, False)["clone_name"]},
+             **{**manual, "doc_md": f"Stop and delete a clone of **{a}**."}) as dag:
+        CloneDeleteOperator(task_id="clone_delete", sla_file=f, application=a, clone_name="{{ params.clone_name }}")
+    out.append(dag)
+    restore_params = {"point_in_time": Param("latest", type="string", pattern=POINT, title="Point in time",
+                                             description=POINT_HELP),
+                      "confirm": Param("", type="string", title=f"Type {a} to confirm",
+                                       description="Restore in place stops and overwrites the source database")}
+    with DAG(f"copydata__{a}__restore", params=restore_params, **{
+            **manual, "max_active_runs": 1, "doc_md": f"Restore **{a}** in place (destructive)."}) as dag:
+        RestoreOperator(task_id="restore", sla_file=f, application=a, point_in_time="{{ params.point_in_time }}",
+                        confirm="{{ params.confirm }}", inlets=inlets, outlets=[assets.source(a)])
+    out.append(dag)
+    return out
+
+
+def build_all(folder: Path) -> dict[str, DAG]:
+    """DAGs of every valid SLA file in folder; broken files are reported by sla_errors()."""
+    from copydata.sla.loader import load_all
+    slas, _ = load_all(folder)
+    dags: dict[str, DAG] = {}
+    for sla in slas:
+        for dag in sla_dags(sla, Path(sla.source_file) if getattr(sla, "source_file", None) else folder):
+            dags[dag.dag_id] = dag
+    return dags
+
+
+class SlaFileError(Exception):
+    """Raised at parse time so that the broken SLA files show as an import error in the Airflow UI."""
+
+
+def raise_sla_errors(folder: Path) -> None:
+    from copydata.sla.loader import load_all
+    _, errors = load_all(folder)
+    if errors:
+        raise SlaFileError(f"{len(errors)} error(s) in SLA files under {folder}; their DAGs are not built, "
+                           "the other SLAs are unaffected:\n" + "\n".join(str(e) for e in errors))

@@ -1,0 +1,1 @@
+"""Database engines behind one contract (copydata.engines.base.Engine)."""

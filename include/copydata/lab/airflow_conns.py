@@ -1,0 +1,118 @@
+"""Register the lab's Airflow connections through the Airflow ORM (create or update; idempotent).
+
+The array's API token goes into the metadata database only: it is never printed or logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+FLASHARRAY_CONN_ID = "flasharray_default"
+TOKEN_PLACEHOLDER = "<token from copydata emulator status --json>"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class AirflowUnavailable(RuntimeError):
+    """Airflow is not installed, not configured or its metadata DB is not migrated."""
+
+
+@dataclass(frozen=True)
+class ConnSpec:
+    conn_id: str
+    conn_type: str
+    host: str
+    port: int
+    login: str | None = None
+    password: str | None = None  # secret: never printed
+    schema: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def env_line(self) -> str:
+        """The AIRFLOW_CONN_... line that defines the same connection, with the secret left out."""
+        doc = {"conn_type": self.conn_type, "host": self.host, "port": self.port}
+        doc.update({k: v for k, v in (("login", self.login), ("schema", self.schema)) if v})
+        if self.password:
+            doc["password"] = TOKEN_PLACEHOLDER
+        if self.extra:
+            doc["extra"] = self.extra
+        return f"AIRFLOW_CONN_{self.conn_id.upper()}='{json.dumps(doc)}'"
+
+
+def postgres_conn(name: str, port: int) -> ConnSpec:
+    return ConnSpec(f"copydata_pg_{name}", "postgres", "127.0.0.1", port, login="postgres", schema="postgres")
+
+
+def flasharray_conn(endpoint: dict, host_name: str) -> ConnSpec:
+    host, port = endpoint["target"].rsplit(":", 1)
+    return ConnSpec(FLASHARRAY_CONN_ID, "flasharray", host, int(port), password=endpoint["api_token"],
+                    extra={"ca_file": endpoint["ca_file"], "verify_tls": True, "devices_dir": endpoint["devices"],
+                           "host_name": host_name})
+
+
+def _orm():
+    if not os.environ.get("AIRFLOW_HOME"):
+        raise AirflowUnavailable("AIRFLOW_HOME is not set (source scripts/env.sh)")
+    logging.getLogger("airflow").setLevel(logging.WARNING)  # its start-up chatter is not the lab's news
+    try:
+        from airflow.models import Connection
+        from airflow.utils.session import create_session
+    except ImportError as exc:
+        raise AirflowUnavailable(f"Airflow is not importable ({exc.name or exc})") from None
+    return Connection, create_session
+
+
+def _db_error(exc: Exception) -> AirflowUnavailable:
+    # Only the driver's own first line: SQLAlchemy's full text can carry statement parameters.
+    first = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+    return AirflowUnavailable(f"the Airflow metadata DB is not ready ({first}): run `airflow db migrate`")
+
+
+def _apply(conn, spec: ConnSpec) -> bool:
+    changed = False
+    for attr in ("conn_type", "host", "port", "login", "password", "schema"):
+        if getattr(conn, attr) != getattr(spec, attr):
+            setattr(conn, attr, getattr(spec, attr))
+            changed = True
+    if conn.extra_dejson != spec.extra:
+        conn.extra = json.dumps(spec.extra) if spec.extra else None
+        changed = True
+    return changed
+
+
+def register(specs: list[ConnSpec]) -> list[str]:
+    """Create or update each connection. flasharray_default is only touched when missing or when it points
+    at an emulator (a loopback host): a real array's connection is never overwritten. Returns notes."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    Connection, create_session = _orm()
+    notes = []
+    try:
+        with create_session() as session:
+            for spec in specs:
+                conn = session.query(Connection).filter(Connection.conn_id == spec.conn_id).one_or_none()
+                if conn is None:
+                    conn = Connection(conn_id=spec.conn_id)
+                    _apply(conn, spec)
+                    session.add(conn)
+                    notes.append(f"{spec.conn_id}: created")
+                elif spec.conn_id == FLASHARRAY_CONN_ID and (conn.host or "") not in LOOPBACK:
+                    notes.append(f"{spec.conn_id}: kept (it points at {conn.host}, not at an emulator)")
+                else:
+                    notes.append(f"{spec.conn_id}: {'updated' if _apply(conn, spec) else 'unchanged'}")
+    except SQLAlchemyError as exc:
+        raise _db_error(exc) from None
+    return notes
+
+
+def remove(conn_id: str) -> str:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    Connection, create_session = _orm()
+    try:
+        with create_session() as session:
+            gone = session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+    except SQLAlchemyError as exc:
+        raise _db_error(exc) from None
+    return f"{conn_id}: {'removed' if gone else 'absent'}"

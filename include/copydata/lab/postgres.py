@@ -1,0 +1,218 @@
+"""`copydata lab postgres create|destroy NAME`: a PostgreSQL server on two array volumes, with its WAL
+archive, protection groups, Airflow connections and SLA file. Every step is idempotent."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from . import airflow_conns, pgserver, sla, storage
+from .common import (
+    LabError,
+    Steps,
+    check_name,
+    check_reachable,
+    first_free_port,
+    lab_dir,
+    lab_iqn,
+    os_user_exists,
+    port_free,
+    require_root,
+)
+from .pgserver import OS_USER, PORT_BASE, PgLab
+from .storage import ArraySession, LabVolume
+
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    name: str
+    port: int | None = None
+    data_size: int = 20 * GiB
+    archive_size: int = 10 * GiB
+    sla_dir: Path | None = None
+    airflow: bool = True
+    pgbench_scale: int | None = None
+
+
+def lab_volumes(lab: PgLab, data_size: int = 20 * GiB, archive_size: int = 10 * GiB) -> list[LabVolume]:
+    return [LabVolume("data", f"{lab.name}-data", data_size, lab.data_mount),
+            LabVolume("archive", f"{lab.name}-wal", archive_size, lab.archive_mount)]
+
+
+def lab_pgroups(name: str) -> dict[str, list[str]]:
+    """The whole database, and the log archive alone (log backups snapshot only that one)."""
+    return {name: [f"{name}-data", f"{name}-wal"], f"{name}-logs": [f"{name}-wal"]}
+
+
+def choose_port(lab: PgLab, requested: int | None) -> int:
+    configured = pgserver.configured_port(lab.conf)
+    port = requested or configured
+    if port is None:
+        others = {pgserver.configured_port(c) for c in lab.root.parent.glob("*/data/pgdata/postgresql.conf")
+                  if c != lab.conf}
+        return first_free_port(PORT_BASE, {p for p in others if p})
+    if not (port == configured and pgserver.is_running(lab)) and not port_free(port):
+        raise LabError(f"port {port} is in use on 127.0.0.1: choose another with --port")
+    return port
+
+
+# -- create ---------------------------------------------------------------------------------
+def _array_steps(steps: Steps, s: ArraySession, lab: PgLab, vols: list[LabVolume]) -> dict[str, str]:
+    with steps.step("array host") as note:
+        storage.ensure_host(s)
+        note["text"] = f"{s.host} ({lab_iqn()})"
+    with steps.step("volumes and pgroups") as note:
+        made = {v.name: storage.ensure_volume(s, v) for v in vols}
+        storage.ensure_pgroups(s, lab_pgroups(lab.name))
+        note["text"] = ", ".join(f"{n} {'created' if c else 'exists'}" for n, (_, c) in made.items())
+    with steps.step("filesystems and mounts") as note:
+        note["text"] = "; ".join(storage.ensure_mounted(s, made[v.name][0], v.mount, OS_USER) for v in vols)
+        pgserver.prepare_dirs(lab)
+    return {name: serial for name, (serial, _) in made.items()}
+
+
+def _server_steps(steps: Steps, lab: PgLab, opts: CreateOptions) -> int:
+    with steps.step("initdb") as note:
+        note["text"] = "initialised" if pgserver.initdb(lab) else "PG_VERSION exists; skipped"
+    with steps.step("postgresql.conf") as note:
+        port = choose_port(lab, opts.port)
+        changed = pgserver.write_block(lab.conf, pgserver.render_block(pgserver.settings(lab, port)))
+        note["text"] = f"port {port}, settings {'written' if changed else 'unchanged'}"
+    with steps.step("server") as note:
+        note["text"] = pgserver.start(lab, restart=changed)
+    if opts.pgbench_scale:
+        with steps.step("pgbench") as note:
+            note["text"] = pgserver.init_pgbench(lab, port, opts.pgbench_scale)
+    return port
+
+
+def _airflow_step(steps: Steps, specs: list[airflow_conns.ConnSpec], enabled: bool) -> str:
+    with steps.step("airflow connections") as note:
+        if not enabled:
+            note["text"] = "skipped (--no-airflow)"
+        else:
+            try:
+                note["text"] = "; ".join(airflow_conns.register(specs))
+            except airflow_conns.AirflowUnavailable as exc:
+                note["text"] = f"WARNING: not registered: {exc}"
+                print(f"warning: Airflow connections not registered: {exc}", file=sys.stderr)
+    return note["text"]
+
+
+def _sla_step(steps: Steps, lab: PgLab, opts: CreateOptions, host: str, vols: list[LabVolume]) -> Path:
+    with steps.step("SLA file") as note:
+        path = sla.sla_path(opts.sla_dir, lab.name)
+        app = sla.application(lab.name, "postgresql", f"copydata_pg_{lab.name}", host,
+                              {v.role: v.name for v in vols}, {v.role: v.mount for v in vols}, "pgdata", OS_USER)
+        changed = sla.write(path, sla.document(lab.name, app), "postgres")
+        note["text"] = f"{path} {'written' if changed else 'unchanged'}"
+    return path
+
+
+def create(opts: CreateOptions, out: TextIO = sys.stdout) -> None:
+    require_root()
+    os_user_exists(OS_USER)
+    lab = PgLab(check_name(opts.name), lab_dir(opts.name))
+    vols = lab_volumes(lab, opts.data_size, opts.archive_size)
+    lab.root.mkdir(parents=True, exist_ok=True)
+    check_reachable(OS_USER, lab.root)
+    steps = Steps(f"copydata lab postgres create {lab.name}", out)
+    with steps.step("emulator") as note:
+        endpoint, started = storage.ensure_emulator()
+        note["text"] = f"{'started' if started else 'running'} at {endpoint['target']}"
+    with storage.array_session(endpoint) as s:
+        serials = _array_steps(steps, s, lab, vols)
+        host = s.host
+    port = _server_steps(steps, lab, opts)
+    specs = [airflow_conns.postgres_conn(lab.name, port), airflow_conns.flasharray_conn(endpoint, host)]
+    conns = _airflow_step(steps, specs, opts.airflow)
+    sla_file = _sla_step(steps, lab, opts, host, vols)
+    _summary(out, lab, port, host, vols, serials, sla_file, conns, specs)
+
+
+def _summary(out: TextIO, lab: PgLab, port: int, host: str, vols: list[LabVolume], serials: dict[str, str],
+             sla_file: Path, conns: str, specs: list[airflow_conns.ConnSpec]) -> None:
+    lines = [f"\n== lab {lab.name} is ready",
+             f"  DSN         postgresql://postgres@127.0.0.1:{port}/postgres",
+             f"  socket      psql -h {lab.run_dir} -p {port} -U postgres",
+             f"  server log  {lab.logfile}",
+             f"  array host  {host} ({lab_iqn()})"]
+    for i, v in enumerate(vols):
+        lines.append(f"  {'volumes' if i == 0 else '':<11} {v.name:<{max(len(x.name) for x in vols)}}  "
+                     f"serial {serials[v.name]}  {v.role:<7} -> {v.mount}")
+    groups = ", ".join(f"{g} ({' + '.join(m)})" for g, m in lab_pgroups(lab.name).items())
+    lines += [f"  pgroups     {groups}",
+              f"  WAL archive {lab.wal_dir}",
+              f"  SLA file    {sla_file}",
+              f"  Airflow     {conns}",
+              "  equivalent environment variables (the token is not shown):"]
+    lines += [f"    {spec.env_line()}" for spec in specs]
+    print("\n".join(lines), file=out, flush=True)
+
+
+# -- destroy --------------------------------------------------------------------------------
+def _teardown_array(steps: Steps, s: ArraySession, lab: PgLab, vols: list[LabVolume], out: TextIO) -> bool:
+    """Returns True when the array held something of the lab."""
+    names, groups = [v.name for v in vols], list(lab_pgroups(lab.name))
+    existed = any(s.array.find_volume(n) for n in names) or any(storage.pgroup_exists(s, g) for g in groups)
+    with steps.step("clones") as note:
+        found = storage.clones_of(s, names)
+        note["text"] = f"{len(found)} clone(s) of this lab stay (separate volumes)" if found else "none"
+        for line in found:
+            print(f"     warning: {line}: it stays; remove it on its own", file=out)
+    with steps.step("unmount and disconnect") as note:
+        note["text"] = "; ".join(storage.release_volume(s, v) for v in vols)
+    with steps.step("array objects") as note:
+        note["text"] = storage.erase(s, groups, names)
+    return existed
+
+
+def _remove_files(lab: PgLab, sla_file: Path) -> str:
+    left = storage.mounts_under(lab.root)
+    if left:
+        raise LabError(f"still mounted under {lab.root}: {', '.join(left)}; unmount them, then run destroy again")
+    notes = []
+    if sla_file.exists():
+        sla_file.unlink()
+        notes.append(f"removed {sla_file}")
+    if lab.root.exists():
+        shutil.rmtree(lab.root)
+        notes.append(f"removed {lab.root}")
+    return "; ".join(notes) or "nothing left"
+
+
+def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO = sys.stdout) -> None:
+    require_root()
+    lab = PgLab(check_name(name), lab_dir(name))
+    vols = lab_volumes(lab)
+    sla_file = sla.sla_path(sla_dir, lab.name)
+    existed = lab.root.exists() or sla_file.exists()
+    steps = Steps(f"copydata lab postgres destroy {lab.name}", out)
+    with steps.step("emulator") as note:
+        endpoint, started = storage.ensure_emulator()
+        note["text"] = f"{'started' if started else 'running'} at {endpoint['target']}"
+    with steps.step("server") as note:
+        running = pgserver.is_running(lab)
+        if running:
+            pgserver.engine().stop(lab.data_mount)
+        note["text"] = "stopped" if running else "not running"
+    with storage.array_session(endpoint) as s:
+        existed = _teardown_array(steps, s, lab, vols, out) or existed
+    with steps.step("airflow connection") as note:
+        note["text"] = _remove_conn(lab.name) if airflow else "skipped (--no-airflow)"
+    with steps.step("SLA file and lab folder") as note:
+        note["text"] = _remove_files(lab, sla_file)
+    print(f"\n== lab {lab.name} {'destroyed' if existed else 'did not exist: nothing to do'}", file=out, flush=True)
+
+
+def _remove_conn(name: str) -> str:
+    try:
+        return airflow_conns.remove(f"copydata_pg_{name}")
+    except airflow_conns.AirflowUnavailable as exc:
+        print(f"warning: Airflow connection copydata_pg_{name} not removed: {exc}", file=sys.stderr)
+        return f"WARNING: not removed: {exc}"

@@ -1,0 +1,165 @@
+"""The array side of a lab, shared by every engine: emulator, array client, host object, volumes,
+protection groups, filesystems and mounts; and their removal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import paths, sysutil
+from ..array import ArrayClient, ArrayError, PgroupSnapshot, Volume, open_array
+from ..connector import LocalConnector
+from ..emulator import service
+from .common import EMULATOR_HOST, LabError, chown, lab_host, lab_iqn, port_free
+
+
+@dataclass(frozen=True)
+class LabVolume:
+    role: str  # "data" or "archive": the SLA's volume and mount roles
+    name: str  # array volume name
+    size: int
+    mount: Path
+
+
+@dataclass
+class ArraySession:
+    endpoint: dict  # the emulator's endpoint: target, api_token, ca_file, devices (never print the token)
+    array: ArrayClient
+    connector: LocalConnector
+    host: str
+
+
+def ensure_emulator() -> tuple[dict, bool]:
+    """The emulator of $COPYDATA_HOME/emulator, started detached when none runs. Returns (endpoint, started)."""
+    state = paths.emulator_state()
+    info = service.read_endpoint(state)
+    if info:
+        return info, False
+    port = service.DEFAULT_PORT if port_free(service.DEFAULT_PORT) else 0
+    return service.start_detached(state, EMULATOR_HOST, port, []), True
+
+
+@contextlib.contextmanager
+def array_session(endpoint: dict) -> Iterator[ArraySession]:
+    array = open_array(endpoint["target"], endpoint["api_token"], endpoint["ca_file"])
+    try:
+        yield ArraySession(endpoint, array, LocalConnector(endpoint["devices"]), lab_host())
+    finally:
+        array.close()
+
+
+def ensure_host(s: ArraySession) -> None:
+    s.array.ensure_host(s.host, [lab_iqn()])
+
+
+def ensure_volume(s: ArraySession, vol: LabVolume) -> tuple[str, bool]:
+    """Create the volume when missing and connect it to the lab host. Returns (serial, created)."""
+    found = s.array.find_volume(vol.name)
+    if found is not None and found.destroyed:
+        raise LabError(f"volume {vol.name} is destroyed and awaits eradication: run the lab's destroy first")
+    created = found is None
+    if created:
+        found = s.array.create_volume(vol.name, vol.size)
+    s.array.connect(s.host, vol.name)
+    return found.serial, created
+
+
+def ensure_pgroups(s: ArraySession, groups: dict[str, list[str]]) -> None:
+    for name, volumes in groups.items():
+        s.array.ensure_pgroup(name, volumes)
+
+
+def fs_type(device: str) -> str:
+    """The filesystem on a device ('' when none), probed directly rather than from blkid's cache."""
+    return sysutil.run(["blkid", "-p", "-o", "value", "-s", "TYPE", device], check=False).strip()
+
+
+def ensure_mounted(s: ArraySession, serial: str, mount: Path, owner: str) -> str:
+    """mkfs ext4 when the device holds no filesystem (never reformat), mount, chown the root. Returns a note."""
+    device = s.connector.device(serial)
+    if sysutil.is_mountpoint(mount) and os.path.realpath(mount) in sysutil.mounts_of(device):
+        note = "mounted"
+    else:
+        fstype = fs_type(device)
+        if not fstype:
+            s.connector.mkfs(device, "ext4")
+        s.connector.mount(device, str(mount))
+        note = f"{'new ext4' if not fstype else 'existing ' + fstype}, now mounted"
+    chown(mount, owner)
+    return f"{mount.name}: {note}"
+
+
+def release_volume(s: ArraySession, vol: LabVolume) -> str:
+    """Unmount, drop the host's paths and disconnect from every host. Returns a note."""
+    s.connector.unmount(str(vol.mount))
+    found = s.array.find_volume(vol.name)
+    if found is None:
+        return f"{vol.name}: absent"
+    s.connector.release(found.serial)
+    for conn in s.array.connections(vol.name):
+        s.array.disconnect(conn.host, vol.name)
+    return f"{vol.name}: released"
+
+
+def pgroup_exists(s: ArraySession, pgroup: str) -> bool:
+    try:
+        s.array.pgroup_volumes(pgroup)
+    except ArrayError as err:
+        if err.not_found:
+            return False
+        raise
+    return True
+
+
+def pgroup_snapshots(s: ArraySession, pgroup: str) -> list[PgroupSnapshot]:
+    try:
+        return s.array.pgroup_snapshots(pgroup)
+    except ArrayError as err:
+        if err.not_found:
+            return []
+        raise
+
+
+def erase(s: ArraySession, pgroups: list[str], volumes: list[str]) -> str:
+    """Destroy and eradicate the pgroups' snapshots, the pgroups, then the volumes. Returns a note."""
+    counts = {"snapshot": 0, "pgroup": 0, "volume": 0}
+    for pg in pgroups:
+        for snap in pgroup_snapshots(s, pg):
+            s.array.destroy_pgroup_snapshot(snap.name, eradicate=True)
+            counts["snapshot"] += 1
+        counts["pgroup"] += pgroup_exists(s, pg)
+        s.array.destroy_pgroup(pg)
+    for name in volumes:
+        counts["volume"] += s.array.find_volume(name) is not None
+        s.array.eradicate_volume(name)
+    return "eradicated " + ", ".join(f"{n} {kind}(s)" for kind, n in counts.items())
+
+
+def mounts_under(folder: Path) -> list[str]:
+    """Mount points at or below folder (from /proc/self/mountinfo)."""
+    root = os.path.realpath(folder)
+    points = [line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [p for p in points if p == root or p.startswith(root + os.sep)]
+
+
+def _find(s: ArraySession, name: str) -> Volume | None:
+    try:
+        return s.array.find_volume(name)
+    except ArrayError:  # a folder name the array does not accept as a volume name
+        return None
+
+
+def clones_of(s: ArraySession, volumes: list[str]) -> list[str]:
+    """Clones under $COPYDATA_HOME/clones whose volumes (<clone>-<role>) were copied from these volumes."""
+    folder = paths.home() / "clones"
+    found = []
+    for clone in sorted(folder.iterdir()) if folder.is_dir() else []:
+        for role in ("data", "archive"):
+            vol = _find(s, f"{clone.name}-{role}") if clone.is_dir() else None
+            if vol is not None and vol.source in volumes:
+                state = "mounted" if mounts_under(clone) else "not mounted"
+                found.append(f"clone {clone.name}: volume {vol.name} copied from {vol.source} ({state})")
+    return found

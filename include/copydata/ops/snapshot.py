@@ -1,0 +1,26 @@
+"""Application-consistent snapshot: quiesce, protection-group snapshot, thaw, catalog."""
+
+from __future__ import annotations
+
+import logging
+
+from .context import AppContext, bounded
+
+log = logging.getLogger(__name__)
+
+
+def take_snapshot(ctx: AppContext, suffix: str):
+    """Returns the catalog row. A retry with the same suffix finds the first try's snapshot."""
+    app = ctx.app
+    timeout = ctx.sla.snapshot.freeze_timeout.total_seconds()
+    with ctx.engine.quiesce(f"copydata {app.name} {suffix}", timeout) as freeze:
+        snap = bounded(lambda: ctx.array.snapshot_pgroup(app.protection_group, suffix), timeout,
+                       f"protection-group snapshot of {app.protection_group}")
+    meta = {**freeze.meta, "freeze_window_s": freeze.window_seconds}
+    log.info("%s: snapshot %s, freeze window %.3f s, consistent at %s", app.name, snap.name,
+             freeze.window_seconds or 0, freeze.consistent_at)
+    row = ctx.catalog.add_snapshot(app.name, snap.name, ctx.roles(snap.volumes), ctx.array.array_name(),
+                                   freeze.started_at, freeze.consistent_at, meta)
+    ctx.catalog.audit(ctx.actor, "snapshot", app.name, snap.name,
+                      {"consistent_at": freeze.consistent_at.isoformat(), "freeze_window_s": freeze.window_seconds})
+    return row

@@ -1,0 +1,175 @@
+"""A PostgreSQL lab database on the emulator, under load, driven through the generated DAGs."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Lab:
+    name: str
+    home: Path
+    sla_dir: Path
+    endpoint: dict
+    port: int
+
+    @property
+    def sla_name(self) -> str:
+        return f"lab-{self.name}"
+
+    @property
+    def sla_file(self) -> Path:
+        return self.sla_dir / f"lab-{self.name}.yaml"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "lab" / self.name / "run"
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname=dbname,
+                               autocommit=True)
+
+
+def set_connections(name: str, endpoint: dict, port: int, host_name: str) -> None:
+    host, fa_port = endpoint["target"].rsplit(":", 1)
+    os.environ[f"AIRFLOW_CONN_COPYDATA_PG_{name.upper()}"] = json.dumps(
+        {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "postgres"})
+    os.environ["AIRFLOW_CONN_FLASHARRAY_DEFAULT"] = json.dumps(
+        {"conn_type": "flasharray", "host": host, "port": int(fa_port), "password": endpoint["api_token"],
+         "extra": {"ca_file": endpoint["ca_file"], "verify_tls": True, "devices_dir": endpoint["devices"],
+                   "host_name": host_name}})
+
+
+def stop_postgres_under(folder: Path) -> None:
+    """Stop every PostgreSQL server whose data directory lies under folder (clones left by a failed test)."""
+    for pid_file in folder.glob("**/postmaster.pid"):
+        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+                        str(pid_file.parent), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def lab_home() -> Iterator[Path]:
+    """A COPYDATA_HOME the postgres OS user can walk into (pytest's tmp folders are private to root)."""
+    home = Path(tempfile.mkdtemp(prefix="copydata-test-", dir="/var/tmp"))
+    home.chmod(0o755)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def lab(name: str, home: Path, pgbench_scale: int = 2) -> Iterator[Lab]:
+    """COPYDATA_HOME=home; an emulator, a lab database with pgbench data; all torn down afterwards."""
+    from copydata.emulator import service
+    from copydata.lab import postgres as labpg
+    from copydata.lab.common import lab_host
+    from copydata.lab.pgserver import PgLab, configured_port
+
+    saved = {k: os.environ.get(k) for k in ("COPYDATA_HOME", "COPYDATA_SLA_DIR", "COPYDATA_CATALOG_URL")}
+    sla_dir = home / "slas"
+    os.environ.update({"COPYDATA_HOME": str(home), "COPYDATA_SLA_DIR": str(sla_dir),
+                       "COPYDATA_CATALOG_URL": f"sqlite:///{home / 'catalog.db'}"})
+    try:
+        labpg.create(labpg.CreateOptions(name=name, data_size=4 << 30, archive_size=2 << 30, sla_dir=sla_dir,
+                                         airflow=False, pgbench_scale=pgbench_scale))
+        endpoint = service.read_endpoint(home / "emulator")
+        port = configured_port(PgLab(name, home / "lab" / name).conf)
+        set_connections(name, endpoint, port, lab_host())
+        yield Lab(name, home, sla_dir, endpoint, port)
+    finally:
+        stop_postgres_under(home / "clones")
+        with contextlib.suppress(Exception):
+            labpg.destroy(name, sla_dir=sla_dir, airflow=False)
+        stop_postgres_under(home / "lab")
+        service.stop(home / "emulator")
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass
+class Load:
+    """pgbench plus a ticker that commits one row every ~10 ms, so every second has commits."""
+
+    lab: Lab
+    seconds: int
+    ticks: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list = field(default_factory=list)
+
+    def start(self) -> Load:
+        with self.lab.connect() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS ticks (id bigserial PRIMARY KEY, at timestamptz "
+                      "DEFAULT clock_timestamp())")
+        self.threads = [threading.Thread(target=self._tick, daemon=True),
+                        threading.Thread(target=self._pgbench, daemon=True)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _tick(self) -> None:
+        with self.lab.connect() as c:
+            while not self.stop.is_set():
+                c.execute("INSERT INTO ticks DEFAULT VALUES")
+                self.ticks += 1
+                time.sleep(0.01)
+
+    def _pgbench(self) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", "pgbench", "-n", "-c", "2", "-j", "1", "-T",
+                        str(self.seconds), "-h", str(self.lab.socket_dir), "-p", str(self.lab.port), "pgbench"],
+                       capture_output=True, timeout=self.seconds + 60)
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(self.seconds + 60)
+
+
+def committed_ticks(lab: Lab, upto: dt.datetime) -> set[int]:
+    with lab.connect() as c:
+        rows = c.execute("SELECT id FROM ticks WHERE pg_xact_commit_timestamp(xmin) <= %s", [upto]).fetchall()
+    return {r[0] for r in rows}
+
+
+def clone_ticks(socket_dir: Path, port: int) -> set[int]:
+    with psycopg.connect(host=str(socket_dir), port=port, user="postgres", dbname="postgres") as c:
+        return {r[0] for r in c.execute("SELECT id FROM ticks").fetchall()}
+
+
+def pgbench_balanced(socket_dir: Path, port: int) -> tuple[int, int, int, int]:
+    with psycopg.connect(host=str(socket_dir), port=port, user="postgres", dbname="pgbench") as c:
+        return c.execute("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
+                         "(SELECT sum(bbalance) FROM pgbench_branches), (SELECT sum(tbalance) FROM pgbench_tellers),"
+                         " (SELECT coalesce(sum(delta), 0) FROM pgbench_history)").fetchone()
+
+
+def run_dag(dag_id: str, conf: dict | None = None, expect: str = "success"):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "copydata_dags.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags[dag_id]
+    run = dag.test(run_conf=conf or {})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == expect, states
+    return run
+
+
