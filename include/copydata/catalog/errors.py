@@ -29,6 +29,8 @@ class OutOfRange(CatalogError, ValueError):
         self.application = application
         self.target = target
         self.ranges = list(ranges)
+        from .ranges import iso, whole_seconds
+
         wanted = "any point" if target is None else target.isoformat()
-        held = ", ".join(f"[{r.start.isoformat()} .. {r.end.isoformat()}]" for r in self.ranges) or "none"
-        super().__init__(f"{application}: cannot recover to {wanted}; recoverable ranges: {held}")
+        held = ", ".join(f"{iso(r.start)} .. {iso(r.end)}" for r in whole_seconds(self.ranges)) or "none yet"
+        super().__init__(f"{application}: cannot recover to {wanted}; recoverable (UTC, whole seconds): {held}")

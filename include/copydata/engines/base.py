@@ -74,7 +74,7 @@ class CloneSpec:
     target: dt.datetime | None  # None: recover everything the logs hold
     snapshot_meta: dict
     run_dir: Path  # sockets, logs and pid files of the clone
-    keep_archiving: bool = False  # True only for restore in place
+    in_place: bool = False  # restore in place: keep the server's own port, sockets and archiving
 
 
 class Engine(abc.ABC):

@@ -33,7 +33,7 @@ def restore_in_place(ctx: AppContext, point_in_time, confirm: str, actor: str = 
     log_mount = _mount_log_copy(ctx, point, work)
     spec = CloneSpec(name=ctx.name, data_mount=data_mount, log_mount=log_mount, port=ctx.engine.db.port,
                      target=point.target, snapshot_meta=point.snapshot.engine_meta,
-                     run_dir=Path(ctx.engine.db.host), keep_archiving=True)
+                     run_dir=work / "run", in_place=True)
     ctx.engine.prepare_clone(spec)
     ctx.engine.start(spec, timeout)
     _drop_log_copy(ctx, work)

@@ -133,15 +133,15 @@ class PostgresEngine(Engine):
         self._chown(pgdata, spec.run_dir)
 
     def _settings(self, spec: CloneSpec) -> dict[str, str]:
-        settings = {"port": str(spec.port), "unix_socket_directories": str(spec.run_dir),
-                    "cluster_name": spec.name, "recovery_target_action": "promote"}
+        settings = {"recovery_target_action": "promote"}
+        if not spec.in_place:
+            settings.update({"port": str(spec.port), "unix_socket_directories": str(spec.run_dir),
+                             "cluster_name": spec.name, "archive_mode": "off"})
         if spec.log_mount is not None:
             archive = spec.log_mount / ARCHIVE_SUBDIR
             settings["restore_command"] = f'cp "{archive}/%f" "%p"'
         if spec.target is not None:
             settings["recovery_target_time"] = spec.target.astimezone(dt.UTC).isoformat()
-        if not spec.keep_archiving:
-            settings["archive_mode"] = "off"
         return settings
 
     @staticmethod
@@ -172,7 +172,7 @@ class PostgresEngine(Engine):
         if proc.returncode != 0:
             raise RecoveryFailed(f"pg_ctl start failed ({proc.returncode}): {proc.stderr.strip()}\n"
                                  + _tail(logfile))
-        target = DbTarget(host=str(spec.run_dir), port=spec.port, user=self.os_user)
+        target = self.db if spec.in_place else DbTarget(host=str(spec.run_dir), port=spec.port, user=self.os_user)
         self.wait_promoted(pgdata, target, logfile, timeout)
         return target
 
