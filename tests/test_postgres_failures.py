@@ -82,8 +82,9 @@ def test_stalled_array_call_is_bounded_and_thawed(ctx, pfx):
     started = time.monotonic()
     with pytest.raises(FreezeTimeout, match="freeze bound of 1 s"):
         take_snapshot(ctx, "stalled")
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 6  # 1 s bound, then the late snapshot is waited for and removed
     assert "aborting backup" not in server_log(pfx)
+    assert f"{ctx.app.protection_group}.stalled" not in snapshot_names(ctx)
     assert all(s.pgroup_snapshot != f"{ctx.app.protection_group}.stalled" for s in ctx.catalog.snapshots(ctx.name))
 
 

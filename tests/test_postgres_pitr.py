@@ -8,6 +8,7 @@ import math
 import time
 
 import pytest
+
 from pglab import Load, clone_ticks, committed_ticks, lab, lab_home, pgbench_balanced, run_dag
 
 pytestmark = pytest.mark.root

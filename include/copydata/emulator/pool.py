@@ -19,8 +19,9 @@ from .diff import extent_diff, hashed_diff
 
 log = logging.getLogger(__name__)
 
-# Copy-on-write granularity inside the pool. It is also the finest granularity at
-# which the extent-map diff can tell blocks apart (docs/emulator.md).
+# XFS extent-size and CoW extent-size hints of each image. Fewer, larger extents make FICLONE fast;
+# XFS still remaps only the blocks written, so diffs stay exact to the pool's 4 KiB block
+# (benchmarks/array_ops.py --hint-sweep, docs/emulator.md).
 DEFAULT_EXTENT_HINT = 1024 * 1024
 DEFAULT_POOL_SIZE = 512 * 2**30
 

@@ -71,11 +71,12 @@ class LocalFabric:
     def quiesced(self, images: Iterable[Path]) -> Iterator[None]:
         """Hold writes to every filesystem mounted from these images: one instant for all of them."""
         attached = sysutil.loops_backed_by(self.pool_folder) if self.enabled else {}
-        points = []
+        points: list[str] = []
         for img in images:
             dev = attached.get(str(img.resolve()))
-            if dev:
-                points.extend(sysutil.mounts_of(dev))
+            mounts = sysutil.mounts_of(dev) if dev else []
+            if mounts and mounts[0] not in points:  # one freeze per filesystem, even when bind-mounted
+                points.append(mounts[0])
         frozen = []
         try:
             for p in points:

@@ -19,7 +19,11 @@ SUFFIX_RE = re.compile(r"[^A-Za-z0-9-]+")
 
 
 class FreezeTimeout(TimeoutError):
-    pass
+    """The bounded call ran over. `pending` is its future: it may still complete after the thaw."""
+
+    def __init__(self, message: str, pending: concurrent.futures.Future | None = None):
+        super().__init__(message)
+        self.pending = pending
 
 
 @dataclass
@@ -67,6 +71,6 @@ def bounded(fn: Callable[[], T], timeout: float, what: str) -> T:
     try:
         return future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
-        raise FreezeTimeout(f"{what} took longer than the freeze bound of {timeout:.0f} s") from None
+        raise FreezeTimeout(f"{what} took longer than the freeze bound of {timeout:.0f} s", future) from None
     finally:
         pool.shutdown(wait=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .context import AppContext, bounded
+from .context import AppContext, FreezeTimeout, bounded
 
 log = logging.getLogger(__name__)
 
@@ -13,9 +13,13 @@ def take_snapshot(ctx: AppContext, suffix: str):
     """Returns the catalog row. A retry with the same suffix finds the first try's snapshot."""
     app = ctx.app
     timeout = ctx.sla.snapshot.freeze_timeout.total_seconds()
-    with ctx.engine.quiesce(f"copydata {app.name} {suffix}", timeout) as freeze:
-        snap = bounded(lambda: ctx.array.snapshot_pgroup(app.protection_group, suffix), timeout,
-                       f"protection-group snapshot of {app.protection_group}")
+    try:
+        with ctx.engine.quiesce(f"copydata {app.name} {suffix}", timeout) as freeze:
+            snap = bounded(lambda: ctx.array.snapshot_pgroup(app.protection_group, suffix), timeout,
+                           f"protection-group snapshot of {app.protection_group}")
+    except FreezeTimeout as late:
+        _discard_late_snapshot(ctx, late)
+        raise
     meta = {**freeze.meta, "freeze_window_s": freeze.window_seconds}
     log.info("%s: snapshot %s, freeze window %.3f s, consistent at %s", app.name, snap.name,
              freeze.window_seconds or 0, freeze.consistent_at)
@@ -24,3 +28,14 @@ def take_snapshot(ctx: AppContext, suffix: str):
     ctx.catalog.audit(ctx.actor, "snapshot", app.name, snap.name,
                       {"consistent_at": freeze.consistent_at.isoformat(), "freeze_window_s": freeze.window_seconds})
     return row
+
+
+def _discard_late_snapshot(ctx: AppContext, late: FreezeTimeout, wait: float = 300) -> None:
+    """The database is thawed already; a snapshot the array completes now is not consistent: remove it."""
+    try:
+        snap = late.pending.result(timeout=wait)
+    except Exception as exc:  # the late call failed on its own: nothing was made
+        log.info("%s: the late snapshot call ended with %s", ctx.name, exc)
+        return
+    log.warning("%s: removing %s, completed after the freeze bound", ctx.name, snap.name)
+    ctx.array.destroy_pgroup_snapshot(snap.name, eradicate=True)
