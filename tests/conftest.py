@@ -21,7 +21,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
-os.environ.setdefault("COPYDATA_HOME", tempfile.mkdtemp(prefix="copydata-home-test-"))
+os.environ["COPYDATA_HOME"] = tempfile.mkdtemp(prefix="copydata-home-test-")  # never the project's
 sys.path.insert(0, str(ROOT / "dags"))
 
 from copydata.emulator import service  # noqa: E402

@@ -95,3 +95,21 @@ def test_points_cover_the_history(pit, history):
     assert points["earliest"] and points["latest"]
     assert dt.datetime.fromisoformat(points["earliest"]) >= first.consistent_at
     assert not points["gaps"]
+
+
+def test_lineage_events_carry_the_recovery_points(pit, history):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    cat, snaps = history
+    with create_session() as s:
+        def events(name: str) -> list:
+            return (s.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                    .filter(AssetModel.name == name).order_by(AssetEvent.id).all())
+
+        snap_events = events(f"copydata__{pit.name}__snapshots")
+        assert [e.extra["snapshot"] for e in snap_events] == [x.pgroup_snapshot for x in snaps]
+        assert snap_events[0].extra["consistent_at"] == snaps[0].consistent_at.isoformat()
+        assert len(events(f"copydata__{pit.name}__logs")) >= 3
+        clone_events = events(f"copydata__{pit.name}__clone__pit-c1")
+        assert clone_events and clone_events[0].extra["port"] == PORTS[1]

@@ -46,7 +46,7 @@ def run(volume_size: int = 20 * GiB, file_size: int = 256 * MiB, changed: int = 
     client = connector = None
     try:
         with steps.step("start the emulator (HTTPS, REST 1 + REST 2)") as n:
-            info = service.start_detached(state, "127.0.0.1", 18443, [])
+            info = service.start_detached(state, "127.0.0.1", service.preferred_port(), [])
             n["text"] = f"{info['url']}, reflink={'yes' if info['reflink'] else 'NO'}"
         with steps.step("log in with py-pure-client, negotiating the REST version") as n:
             client = open_array(info["target"], info["api_token"], info["ca_file"])

@@ -24,6 +24,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18443
 
 
+def preferred_port() -> int:
+    """$COPYDATA_EMULATOR_PORT, else 18443 when free, else any free port (0)."""
+    wanted = int(os.environ.get("COPYDATA_EMULATOR_PORT") or DEFAULT_PORT)
+    return 0 if _port_open(DEFAULT_HOST, wanted) else wanted
+
+
 def endpoint_file(state: Path) -> Path:
     return state / "endpoint.json"
 

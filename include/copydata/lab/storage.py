@@ -13,7 +13,7 @@ from .. import paths, sysutil
 from ..array import ArrayClient, ArrayError, PgroupSnapshot, Volume, open_array
 from ..connector import LocalConnector
 from ..emulator import service
-from .common import EMULATOR_HOST, LabError, chown, lab_host, lab_iqn, port_free
+from .common import EMULATOR_HOST, LabError, chown, lab_host, lab_iqn
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,7 @@ def ensure_emulator() -> tuple[dict, bool]:
     info = service.read_endpoint(state)
     if info:
         return info, False
-    port = service.DEFAULT_PORT if port_free(service.DEFAULT_PORT) else 0
-    return service.start_detached(state, EMULATOR_HOST, port, []), True
+    return service.start_detached(state, EMULATOR_HOST, service.preferred_port(), []), True
 
 
 @contextlib.contextmanager

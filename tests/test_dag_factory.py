@@ -1,0 +1,71 @@
+"""The SLA DAG factory: DAG ids, schedules, trigger forms, lineage, and a broken SLA file isolated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import warnings
+
+import pytest
+
+from conftest import ROOT
+
+EXAMPLE = ROOT / "docs" / "examples" / "sla-postgres.yaml"
+
+
+def bag_for(sla_dir, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("COPYDATA_SLA_DIR", str(sla_dir))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+    ours = [w for w in caught if "deprecat" in str(w.message).lower() and "/work/" in str(w.filename)]
+    assert not ours, [f"{w.filename}:{w.lineno} {w.message}" for w in ours]
+    return bag
+
+
+def test_every_kind_of_dag_is_built_with_its_schedule_and_form(tmp_path, monkeypatch):
+    shutil.copy(EXAMPLE, tmp_path / "example.yaml")
+    bag = bag_for(tmp_path, monkeypatch)
+    assert bag.import_errors == {}
+    from copydata.sla.loader import load_sla
+    sla = load_sla(tmp_path / "example.yaml")
+    app = sla.applications[0].name
+    for kind in ("snapshot", "log_backup", "retention"):
+        assert f"copydata__{sla.name}__{kind}" in bag.dags
+    for kind in ("clone", "clone_refresh", "clone_delete", "restore"):
+        assert f"copydata__{app}__{kind}" in bag.dags
+    log_dag = bag.dags[f"copydata__{sla.name}__log_backup"]
+    assert log_dag.timetable.delta == sla.log_backup.interval == dt.timedelta(minutes=5)
+    clone = bag.dags[f"copydata__{app}__clone"]
+    assert set(clone.params) == {"clone_name", "point_in_time", "port", "mask"}
+    assert clone.params["point_in_time"] == "latest"
+    assert bag.dags[f"copydata__{app}__restore"].params["confirm"] == ""
+    snap_task = bag.dags[f"copydata__{sla.name}__snapshot"].get_task(f"snapshot__{app}")
+    assert [o.uri for o in snap_task.outlets] == [f"copydata://{app}/snapshots"]
+
+
+def test_trigger_form_rejects_a_bad_point_in_time(tmp_path, monkeypatch):
+    from airflow.sdk.definitions.param import ParamsDict
+
+    shutil.copy(EXAMPLE, tmp_path / "example.yaml")
+    bag = bag_for(tmp_path, monkeypatch)
+    dag = next(d for i, d in bag.dags.items() if i.endswith("__clone"))
+    params = ParamsDict(dag.params)
+    with pytest.raises(Exception, match="point_in_time"):
+        params.update({"point_in_time": "yesterday"})
+    params.update({"point_in_time": "2026-11-27T10:15:00Z"})
+
+
+def test_a_broken_sla_file_is_an_import_error_and_the_others_still_build(tmp_path, monkeypatch):
+    shutil.copy(EXAMPLE, tmp_path / "good.yaml")
+    (tmp_path / "broken.yaml").write_text("name: broken\nsnapshot:\n  schedule: every now and then\n"
+                                          "applications: []\n")
+    bag = bag_for(tmp_path, monkeypatch)
+    errors = {k: v for k, v in bag.import_errors.items() if k.endswith("copydata_sla_errors.py")}
+    assert len(errors) == 1, bag.import_errors
+    message = next(iter(errors.values()))
+    assert "broken.yaml:3:" in message and "snapshot.schedule" in message
+    assert not any(k.endswith("copydata_dags.py") for k in bag.import_errors)
+    assert any(i.endswith("__clone") for i in bag.dags)
