@@ -361,6 +361,7 @@ def measure_clone(ctx, name: str, point, port: int) -> CloneRun:
     marks = {"server start": first(events, "starting PostgreSQL"), "redo starts": starts,
              "consistent": first(events, "consistent recovery state reached"),
              "recovery stop": first(events, "recovery stopping"), "redo done": done,
+             "end-of-recovery checkpoint starts": first(events, "checkpoint starting: end-of-recovery"),
              "end-of-recovery checkpoint done": first(events, "checkpoint complete"),
              "ready (read-write)": last(events, "database system is ready to accept connections")}
     for what, found in marks.items():
@@ -488,6 +489,28 @@ def render(results: list[Result]) -> str:
     return table(headers, rows)
 
 
+def breakdown(results: list[Result]) -> str:
+    """Where each clone's time to first query went, from the clone's server log (seconds)."""
+    headers = ["size GiB / clone", "to server start", "to redo start", "WAL replay", "to redo done",
+               "end-of-recovery ckpt", "to promoted", "to first query"]
+    rows = []
+    for r in results:
+        for c in (r.pit, r.latest):
+            if c is None:
+                continue
+            ph = c.phases
+
+            def at(key: str, ph=ph) -> str:
+                return fmt(ph.get(key), ".2f")
+
+            ckpt = (ph["end-of-recovery checkpoint done"] - ph["end-of-recovery checkpoint starts"]
+                    if "end-of-recovery checkpoint starts" in ph and "end-of-recovery checkpoint done" in ph else None)
+            rows.append([f"{r.db_bytes / GiB:.2f} {c.name.rsplit('-', 1)[1]}", at("server start"), at("redo starts"),
+                         fmt(c.replay_s, ".2f"), at("redo done"), fmt(ckpt, ".2f"), at("ready (read-write)"),
+                         f"{c.first_query_s:.2f}"])
+    return table(headers, rows)
+
+
 def verdict(results: list[Result]) -> str:
     if len(results) < 2:
         return "Only one size ran: no statement on growth with database size."
@@ -548,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
             stop_emulator(home)
     total = time.perf_counter() - started
     print(render(results))
+    print()
+    print("Clone phases, seconds after the create_clone call (from the clone's server log, UTC):")
+    print(breakdown(results))
+    print()
     print(f"pgbench -n -c {args.clients} -j {args.clients} -T {args.load_seconds}; snapshot {args.snapshot_after:g} s "
           f"into the load, log backups every {args.log_interval:g} s; PIT clone target 3 s before the load ended, "
           f"whole second. Lab build (init) s: "

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEMOS = ("emulator",)
+DEMOS = ("emulator", "postgres")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("demos", nargs="*", default=list(DEMOS), help=f"which demos to run (default: all of {DEMOS})")
+    parser.add_argument("--keep", action="store_true", help="leave the lab database and clone running")
     args = parser.parse_args([a for a in sys.argv[1:] if a.strip()])
     for name in args.demos:
         if name not in DEMOS:
@@ -19,6 +20,9 @@ def main() -> int:
     if "emulator" in args.demos:
         from copydata.demo import emulator_walkthrough
         emulator_walkthrough.run()
+    if "postgres" in args.demos:
+        from copydata.demo import postgres_walkthrough
+        postgres_walkthrough.run(keep=args.keep)
     return 0
 
 

@@ -9,13 +9,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from copydata.lab.load import PgLoad, pgbench_sums
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,42 +105,9 @@ def lab(name: str, home: Path, pgbench_scale: int = 2) -> Iterator[Lab]:
                 os.environ[k] = v
 
 
-@dataclass
-class Load:
-    """pgbench plus a ticker that commits one row every ~10 ms, so every second has commits."""
-
-    lab: Lab
-    seconds: int
-    ticks: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list = field(default_factory=list)
-
-    def start(self) -> Load:
-        with self.lab.connect() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS ticks (id bigserial PRIMARY KEY, at timestamptz "
-                      "DEFAULT clock_timestamp())")
-        self.threads = [threading.Thread(target=self._tick, daemon=True),
-                        threading.Thread(target=self._pgbench, daemon=True)]
-        for t in self.threads:
-            t.start()
-        return self
-
-    def _tick(self) -> None:
-        with self.lab.connect() as c:
-            while not self.stop.is_set():
-                c.execute("INSERT INTO ticks DEFAULT VALUES")
-                self.ticks += 1
-                time.sleep(0.01)
-
-    def _pgbench(self) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", "pgbench", "-n", "-c", "2", "-j", "1", "-T",
-                        str(self.seconds), "-h", str(self.lab.socket_dir), "-p", str(self.lab.port), "pgbench"],
-                       capture_output=True, timeout=self.seconds + 60)
-
-    def finish(self) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(self.seconds + 60)
+class Load(PgLoad):
+    def __init__(self, lab: Lab, seconds: int):
+        super().__init__(lab.socket_dir, lab.port, seconds)
 
 
 def committed_ticks(lab: Lab, upto: dt.datetime) -> set[int]:
@@ -156,9 +123,7 @@ def clone_ticks(socket_dir: Path, port: int) -> set[int]:
 
 def pgbench_balanced(socket_dir: Path, port: int) -> tuple[int, int, int, int]:
     with psycopg.connect(host=str(socket_dir), port=port, user="postgres", dbname="pgbench") as c:
-        return c.execute("SELECT (SELECT sum(abalance) FROM pgbench_accounts), "
-                         "(SELECT sum(bbalance) FROM pgbench_branches), (SELECT sum(tbalance) FROM pgbench_tellers),"
-                         " (SELECT coalesce(sum(delta), 0) FROM pgbench_history)").fetchone()
+        return pgbench_sums(c)
 
 
 def run_dag(dag_id: str, conf: dict | None = None, expect: str = "success"):

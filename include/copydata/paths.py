@@ -12,3 +12,9 @@ def home() -> Path:
 
 def emulator_state() -> Path:
     return home() / "emulator"
+
+
+def dags_folder() -> Path:
+    """$AIRFLOW__CORE__DAGS_FOLDER, else the repository's dags/ beside include/."""
+    env = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "dags"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import TextIO
 @dataclass
 class Steps:
     title: str
-    out: TextIO = sys.stdout
+    out: TextIO | None = None  # None: sys.stdout at the time of printing
     done: list[tuple[str, float, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -8,7 +8,6 @@ import pwd
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -112,7 +111,7 @@ def check_reachable(user: str, folder: Path) -> None:
 class Steps:
     """One line per step: its number, what it did, how long it took and a short note."""
 
-    def __init__(self, title: str, out: TextIO = sys.stdout):
+    def __init__(self, title: str, out: TextIO | None = None):
         self.out, self.count = out, 0
         print(f"== {title}", file=out, flush=True)
 

@@ -114,7 +114,7 @@ def _sla_step(steps: Steps, lab: PgLab, opts: CreateOptions, host: str, vols: li
     return path
 
 
-def create(opts: CreateOptions, out: TextIO = sys.stdout) -> None:
+def create(opts: CreateOptions, out: TextIO | None = None) -> None:
     require_root()
     os_user_exists(OS_USER)
     lab = PgLab(check_name(opts.name), lab_dir(opts.name))
@@ -186,7 +186,7 @@ def _remove_files(lab: PgLab, sla_file: Path) -> str:
     return "; ".join(notes) or "nothing left"
 
 
-def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO = sys.stdout) -> None:
+def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO | None = None) -> None:
     require_root()
     lab = PgLab(check_name(name), lab_dir(name))
     vols = lab_volumes(lab)
