@@ -51,6 +51,9 @@ def _env_connections(lab: PgLab, port: int) -> None:
 def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
     from copydata.catalog import Catalog
 
+    from copydata.emulator import service
+
+    started_here = service.read_endpoint(paths.emulator_state()) is None
     steps = Steps("PostgreSQL walkthrough: SLA -> snapshots + WAL -> clone at a past second")
     lab = PgLab(NAME, paths.home() / "lab" / NAME)
     sla = f"lab-{NAME}"
@@ -93,20 +96,25 @@ def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
             source_ticks_now = c.execute("SELECT count(*) FROM ticks").fetchone()[0]
         with psycopg.connect(host=str(clone_sock), port=CLONE_PORT, user="postgres", dbname="pgbench") as c:
             sums = pgbench_sums(c)
-        _summary(points, target, clone_ticks, source_ticks_then, source_ticks_now, sums)
+        windows = [s.engine_meta.get("freeze_window_s") or 0 for s in cat.snapshots(NAME)]
+        _summary(points, target, clone_ticks, source_ticks_then, source_ticks_now, sums, windows)
         if clone_ticks != source_ticks_then or len(set(sums)) != 1:
             raise SystemExit("the clone does not match the source at the target second")
     finally:
         if not keep:
             with steps.step("clean up: delete the clone, destroy the lab"):
                 _cleanup()
+            if started_here:
+                service.stop(paths.emulator_state())
     steps.summary()
 
 
-def _summary(points: dict, target, clone_ticks: int, then: int, now: int, sums) -> None:
+def _summary(points: dict, target, clone_ticks: int, then: int, now: int, sums, windows: list[float]) -> None:
     print("\n== recovery points of 'demo' (copydata points demo)")
     print(f"  earliest {points['earliest']}   latest {points['latest']}   gaps {len(points['gaps'])}   "
           f"snapshots {points['snapshots']}   log backups {points['log_backups']}")
+    print("  freeze windows (pg_backup_start .. pg_backup_stop): "
+          + ", ".join(f"{w * 1000:.0f} ms" for w in windows))
     print(f"\n== clone '{CLONE}' at {target.isoformat()}")
     print(f"  ticks in the clone                        {clone_ticks:>8}")
     print(f"  ticks the source had committed by then    {then:>8}   {'(identical)' if then == clone_ticks else 'MISMATCH'}")
