@@ -50,7 +50,6 @@ def _env_connections(lab: PgLab, port: int) -> None:
 
 def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
     from copydata.catalog import Catalog
-
     from copydata.emulator import service
 
     started_here = service.read_endpoint(paths.emulator_state()) is None
