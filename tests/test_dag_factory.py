@@ -69,3 +69,17 @@ def test_a_broken_sla_file_is_an_import_error_and_the_others_still_build(tmp_pat
     assert "broken.yaml:3:" in message and "snapshot.schedule" in message
     assert not any(k.endswith("copydata_dags.py") for k in bag.import_errors)
     assert any(i.endswith("__clone") for i in bag.dags)
+
+
+def test_scheduled_refresh_gets_its_own_scheduled_dag(tmp_path, monkeypatch):
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    app = doc["applications"][0]["name"]
+    doc["clone_policy"]["scheduled_refreshes"] = [{"application": app, "clone_name": "qa", "schedule": "0 2 * * *"}]
+    (tmp_path / "example.yaml").write_text(yaml.safe_dump(doc))
+    bag = bag_for(tmp_path, monkeypatch)
+    dag = bag.dags[f"copydata__{app}__clone_refresh__qa"]
+    assert "0 2 * * *" in str(dag.timetable.summary if hasattr(dag.timetable, "summary") else dag.timetable)
+    task = dag.get_task("clone_refresh")
+    assert task.clone_name == "qa" and task.point_in_time == "latest"

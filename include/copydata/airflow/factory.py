@@ -109,6 +109,7 @@ def app_dags(sla, app, sla_file: Path) -> list[DAG]:
              **{**manual, "doc_md": f"Stop and delete a clone of **{a}**."}) as dag:
         CloneDeleteOperator(task_id="clone_delete", sla_file=f, application=a, clone_name="{{ params.clone_name }}")
     out.append(dag)
+    out += _scheduled_refresh_dags(sla, app, sla_file, manual, inlets)
     restore_params = {"point_in_time": Param("latest", type="string", pattern=POINT, title="Point in time",
                                              description=POINT_HELP),
                       "confirm": Param("", type="string", title=f"Type {a} to confirm",
@@ -118,6 +119,22 @@ def app_dags(sla, app, sla_file: Path) -> list[DAG]:
         RestoreOperator(task_id="restore", sla_file=f, application=a, point_in_time="{{ params.point_in_time }}",
                         confirm="{{ params.confirm }}", inlets=inlets, outlets=[assets.source(a)])
     out.append(dag)
+    return out
+
+
+def _scheduled_refresh_dags(sla, app, sla_file: Path, manual: dict, inlets: list) -> list[DAG]:
+    out = []
+    for r in sla.clone_policy.scheduled_refreshes:
+        if r.application != app.name:
+            continue
+        with DAG(f"copydata__{app.name}__clone_refresh__{r.clone_name}", **{
+                **manual, "schedule": r.schedule, "max_active_runs": 1,
+                "doc_md": f"Scheduled refresh of clone **{r.clone_name}** of **{app.name}** to {r.point_in_time}."
+                }) as dag:
+            CloneRefreshOperator(task_id="clone_refresh", sla_file=str(sla_file), application=app.name,
+                                 clone_name=r.clone_name, point_in_time=r.point_in_time, mask=r.mask,
+                                 inlets=inlets, outlets=[assets.clones(app.name)])
+        out.append(dag)
     return out
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,15 +112,17 @@ def create_clone(ctx: AppContext, name: str, point_in_time, port: int, mask: boo
     point = resolve_point(ctx, parse_point(point_in_time))
     if existing is None:
         check_port_free(port)
-    else:
+    else:  # a retry: start over on the same volumes
         _stop_quietly(ctx, name)
+        _unmount_all(ctx, name)
     ttl = ctx.sla.clone_policy.default_ttl
     ctx.catalog.upsert_clone(name, ctx.name, snapshot_id=point.snapshot.id,
                              log_backup_id=point.log_backup.id if point.log_backup else None,
                              point_in_time=point.target, owner=owner, host=ctx.app.host, port=port, state="creating",
                              expires_at=dt.datetime.now(dt.UTC) + ttl)
-    mounts = _materialize(ctx, name, point, overwrite=existing is not None)
-    _recover(ctx, _spec(ctx, name, mounts, point, port), mask, timeout)
+    with _failed_on_error(ctx, name):
+        mounts = _materialize(ctx, name, point, overwrite=existing is not None)
+        _recover(ctx, _spec(ctx, name, mounts, point, port), mask, timeout)
     row = ctx.catalog.update_clone(name, state="running", volumes=clone_volume_names(name, list(mounts)),
                                    mounts={r: str(m) for r, m in mounts.items()})
     ctx.catalog.audit(owner, "clone", ctx.name, name, {"point_in_time": _iso(point.target), "port": port,
@@ -133,11 +137,11 @@ def refresh_clone(ctx: AppContext, name: str, point_in_time, mask: bool = True, 
         raise CloneError(f"clone {name} was deleted; create it again")
     point = resolve_point(ctx, parse_point(point_in_time))
     ctx.catalog.update_clone(name, state="refreshing")
-    _stop_quietly(ctx, name)
-    for role in clone.mounts:
-        ctx.connector.unmount(str(clone_home(name) / role))
-    mounts = _materialize(ctx, name, point, overwrite=True)
-    _recover(ctx, _spec(ctx, name, mounts, point, clone.port), mask, timeout)
+    with _failed_on_error(ctx, name):
+        _stop_quietly(ctx, name)
+        _unmount_all(ctx, name)
+        mounts = _materialize(ctx, name, point, overwrite=True)
+        _recover(ctx, _spec(ctx, name, mounts, point, clone.port), mask, timeout)
     row = ctx.catalog.update_clone(name, state="running", snapshot_id=point.snapshot.id,
                                    log_backup_id=point.log_backup.id if point.log_backup else None,
                                    point_in_time=point.target, refreshed_at=dt.datetime.now(dt.UTC))
@@ -159,6 +163,21 @@ def delete_clone(ctx: AppContext, name: str, actor: str = "copydata") -> None:
     if clone is not None:
         ctx.catalog.delete_clone(name)
         ctx.catalog.audit(actor, "clone_delete", ctx.name, name, {})
+
+
+@contextlib.contextmanager
+def _failed_on_error(ctx: AppContext, name: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as exc:
+        ctx.catalog.update_clone(name, state="failed", details={"error": str(exc)[:2000]})
+        raise
+
+
+def _unmount_all(ctx: AppContext, name: str) -> None:
+    home = clone_home(name)
+    for role in ("data", *ctx.log_roles()):
+        ctx.connector.unmount(str(home / role))
 
 
 def _stop_quietly(ctx: AppContext, name: str) -> None:

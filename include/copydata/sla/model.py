@@ -89,6 +89,16 @@ class Retention(_Model):
         return self
 
 
+class ScheduledRefresh(_Model):
+    """A clone that is refreshed on a schedule (e.g. a QA copy moved to 'latest' every night)."""
+
+    application: Name = Field(description="Application of this SLA whose clone is refreshed.")
+    clone_name: Name = Field(description="The clone to refresh; it must exist when the DAG runs.")
+    schedule: Schedule = Field(description="Cron expression or interval of the refresh.")
+    point_in_time: Text = Field("latest", description="'latest' or an ISO 8601 UTC time.")
+    mask: bool = Field(True, description="Run the SLA's masking after the refresh.")
+
+
 class ClonePolicy(_Model):
     """Who may clone, how clones are masked, and when they expire."""
 
@@ -98,6 +108,8 @@ class ClonePolicy(_Model):
     masking_script: AbsolutePath | None = Field(None, description=(
         "Executable run with the clone's DSN in $CLONE_DSN before it is handed over."))
     default_ttl: Duration = Field(timedelta(days=3), description="Clone expiry.")
+    scheduled_refreshes: list[ScheduledRefresh] = Field(default_factory=list, description=(
+        "Clones refreshed on a schedule: one DAG copydata__<application>__clone_refresh__<clone> each."))
 
     @model_validator(mode="after")
     def _rules(self) -> ClonePolicy:

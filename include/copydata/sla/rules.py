@@ -90,6 +90,7 @@ def _distinct(mapping: dict[str, str], section: str, what: str) -> Iterator[Viol
 
 def sla(model: Sla) -> Iterator[Violation]:
     yield from _unique_applications(model)
+    yield from _scheduled_refreshes(model)
     if model.log_backup is not None:
         yield from _log_backup(model, model.log_backup.interval)
 
@@ -107,6 +108,20 @@ def _unique_applications(model: Sla) -> Iterator[Violation]:
                 yield Violation(("applications", i, "volumes", role), f"volume {volume!r} already belongs to "
                                 f"applications[{volumes[volume]}]", "a volume of this application only", volume)
             volumes.setdefault(volume, i)
+
+
+def _scheduled_refreshes(model: Sla) -> Iterator[Violation]:
+    apps = [a.name for a in model.applications]
+    seen: set[tuple[str, str]] = set()
+    for i, r in enumerate(model.clone_policy.scheduled_refreshes):
+        loc = ("clone_policy", "scheduled_refreshes", i)
+        if r.application not in apps:
+            yield Violation((*loc, "application"), f"application {r.application!r} is not in this SLA",
+                            "one of " + ", ".join(apps), r.application)
+        if (r.application, r.clone_name) in seen:
+            yield Violation((*loc, "clone_name"), f"clone {r.clone_name!r} is already scheduled",
+                            "one schedule per clone", r.clone_name)
+        seen.add((r.application, r.clone_name))
 
 
 def _log_backup(model: Sla, interval: timedelta) -> Iterator[Violation]:
