@@ -28,7 +28,7 @@ DEFAULT_POOL_SIZE = 512 * 2**30
 
 class Pool:
     def __init__(self, state_dir: Path, folder: Path | None = None, pool_size: int = DEFAULT_POOL_SIZE,
-                 extent_hint: int = DEFAULT_EXTENT_HINT):
+                 extent_hint: int = DEFAULT_EXTENT_HINT, make_xfs: bool = True):
         self.state_dir = state_dir
         self.folder = folder or state_dir / "pool"
         self.image = state_dir / "pool.img"
@@ -36,11 +36,13 @@ class Pool:
         self.extent_hint = extent_hint
         self.reflink = False
         self.mounted_by_us = False
+        self.make_xfs = make_xfs
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self.image.exists() or (not reflink_supported(str(self.folder)) and sysutil.is_root()):
+        if self.image.exists() or (self.make_xfs and not reflink_supported(str(self.folder))
+                                   and sysutil.is_root()):
             self._mount_xfs()
         self.reflink = reflink_supported(str(self.folder))
         if not self.reflink:
