@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from copydata.connector import discard_volumes
+
 from conftest import ROOT, start_emulator
 
 MiB = 1 << 20
@@ -126,11 +128,5 @@ def test_operators_through_dag_runs(airflow_db, emulator, fa_conn, unique, tmp_p
         run_dag("copydata__array__destroy", {**base, "name": f"{pg}.op1"})
         assert client.pgroup_snapshots(pg)[0].destroyed
     finally:
-        connector = hook.get_connector()
-        for v in (copy, vol):
-            found = client.find_volume(v)
-            if found:
-                connector.release(found.serial)
-                client.disconnect(host, v)
-                client.eradicate_volume(v)
+        discard_volumes(client, hook.get_connector(), host, [copy, vol])
         hook.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from copydata.array import ArrayError, open_array
-from copydata.connector import LocalConnector
+from copydata.connector import LocalConnector, discard_volumes
 from copydata.emulator.blocks import fiemap
 from copydata.emulator.diff import align
 
@@ -89,12 +89,7 @@ def test_snapshot_diff_copy_round_trip(array, emulator, unique, tmp_path):
         assert (mnt_copy / "data.bin").read_bytes() == original
         assert data_file.read_bytes() != original
     finally:
-        for name in (copy, vol):
-            v = array.find_volume(name)
-            if v:
-                connector.release(v.serial)
-                array.disconnect(host, name)
-                array.eradicate_volume(name)
+        discard_volumes(array, connector, host, [copy, vol])
 
 
 def test_copy_over_existing_needs_overwrite_and_keeps_serial(array, unique):

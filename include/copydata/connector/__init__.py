@@ -2,5 +2,6 @@
 
 from .base import HostConnector, wwn_id
 from .local import DeviceNotFound, LocalConnector
+from .teardown import discard_volumes
 
-__all__ = ["DeviceNotFound", "HostConnector", "LocalConnector", "wwn_id"]
+__all__ = ["DeviceNotFound", "HostConnector", "LocalConnector", "discard_volumes", "wwn_id"]

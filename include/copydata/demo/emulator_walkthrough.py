@@ -10,7 +10,7 @@ from pathlib import Path
 
 from copydata import paths
 from copydata.array import open_array
-from copydata.connector import LocalConnector
+from copydata.connector import LocalConnector, discard_volumes
 from copydata.emulator import service
 from copydata.progress import Steps
 
@@ -97,12 +97,7 @@ def run(volume_size: int = 20 * GiB, file_size: int = 256 * MiB, changed: int = 
     finally:
         if client is not None:
             with steps.step("clean up: unmount, disconnect, eradicate"):
-                for name in (copy, vol):
-                    found = client.find_volume(name)
-                    if found:
-                        connector.release(found.serial)
-                        client.disconnect(host, name)
-                        client.eradicate_volume(name)
+                discard_volumes(client, connector, host, [copy, vol])
                 for s in client.pgroup_snapshots(pg):
                     client.destroy_pgroup_snapshot(s.name, eradicate=True)
                 client.close()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..connector import discard_volumes
 from ..engines.base import CloneSpec
 from .context import AppContext, clone_home
 
@@ -153,13 +154,9 @@ def delete_clone(ctx: AppContext, name: str, actor: str = "copydata") -> None:
     clone = ctx.catalog.find_clone(name)
     _stop_quietly(ctx, name)
     roles = list(clone.volumes) if clone and clone.volumes else ["data", *ctx.log_roles()]
-    for role, vol in clone_volume_names(name, roles).items():
+    for role in roles:
         ctx.connector.unmount(str(clone_home(name) / role))
-        found = ctx.array.find_volume(vol)
-        if found:
-            ctx.connector.release(found.serial)
-            ctx.array.disconnect(ctx.app.host, vol)
-            ctx.array.eradicate_volume(vol)
+    discard_volumes(ctx.array, ctx.connector, ctx.app.host, list(clone_volume_names(name, roles).values()))
     if clone is not None:
         ctx.catalog.delete_clone(name)
         ctx.catalog.audit(actor, "clone_delete", ctx.name, name, {})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..connector import discard_volumes
 from ..engines.base import CloneSpec
 from .clones import CloneError, parse_point, resolve_point
 from .context import AppContext, clone_home
@@ -56,10 +57,5 @@ def _mount_log_copy(ctx: AppContext, point, work: Path) -> Path | None:
 
 
 def _drop_log_copy(ctx: AppContext, work: Path) -> None:
-    name = f"restore-{ctx.name}-logs"
     ctx.connector.unmount(str(work / "logs"))
-    vol = ctx.array.find_volume(name)
-    if vol:
-        ctx.connector.release(vol.serial)
-        ctx.array.disconnect(ctx.app.host, name)
-        ctx.array.eradicate_volume(name)
+    discard_volumes(ctx.array, ctx.connector, ctx.app.host, [f"restore-{ctx.name}-logs"])
