@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 FLASHARRAY_CONN_ID = "flasharray_default"
 TOKEN_PLACEHOLDER = "<token from copydata emulator status --json>"
@@ -25,16 +27,17 @@ class ConnSpec:
     host: str
     port: int
     login: str | None = None
-    password: str | None = None  # secret: never printed
+    password: str | None = field(default=None, repr=False)  # secret: never printed
     schema: str | None = None
     extra: dict = field(default_factory=dict)
+    secret_hint: str = TOKEN_PLACEHOLDER  # what env_line() shows instead of the password
 
     def env_line(self) -> str:
         """The AIRFLOW_CONN_... line that defines the same connection, with the secret left out."""
         doc = {"conn_type": self.conn_type, "host": self.host, "port": self.port}
         doc.update({k: v for k, v in (("login", self.login), ("schema", self.schema)) if v})
         if self.password:
-            doc["password"] = TOKEN_PLACEHOLDER
+            doc["password"] = self.secret_hint
         if self.extra:
             doc["extra"] = self.extra
         return f"AIRFLOW_CONN_{self.conn_id.upper()}='{json.dumps(doc)}'"
@@ -42,6 +45,11 @@ class ConnSpec:
 
 def postgres_conn(name: str, port: int) -> ConnSpec:
     return ConnSpec(f"copydata_pg_{name}", "postgres", "127.0.0.1", port, login="postgres", schema="postgres")
+
+
+def mariadb_conn(name: str, port: int, login: str, password: str, password_file: Path) -> ConnSpec:
+    return ConnSpec(f"copydata_mariadb_{name}", "mysql", "127.0.0.1", port, login=login, password=password,
+                    schema="mysql", secret_hint=f"<password in {password_file}>")
 
 
 def flasharray_conn(endpoint: dict, host_name: str) -> ConnSpec:
@@ -116,3 +124,27 @@ def remove(conn_id: str) -> str:
     except SQLAlchemyError as exc:
         raise _db_error(exc) from None
     return f"{conn_id}: {'removed' if gone else 'absent'}"
+
+
+def register_step(steps, specs: list[ConnSpec], enabled: bool) -> str:
+    """Step "airflow connections" of a lab's create (steps: common.Steps). Airflow being unavailable is a
+    warning, not a failure. Returns the step's note."""
+    with steps.step("airflow connections") as note:
+        if not enabled:
+            note["text"] = "skipped (--no-airflow)"
+        else:
+            try:
+                note["text"] = "; ".join(register(specs))
+            except AirflowUnavailable as exc:
+                note["text"] = f"WARNING: not registered: {exc}"
+                print(f"warning: Airflow connections not registered: {exc}", file=sys.stderr)
+    return note["text"]
+
+
+def remove_or_warn(conn_id: str) -> str:
+    """remove(), with Airflow being unavailable reported as a warning. Returns a note."""
+    try:
+        return remove(conn_id)
+    except AirflowUnavailable as exc:
+        print(f"warning: Airflow connection {conn_id} not removed: {exc}", file=sys.stderr)
+        return f"WARNING: not removed: {exc}"

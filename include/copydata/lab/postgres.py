@@ -3,8 +3,6 @@ archive, protection groups, Airflow connections and SLA file. Every step is idem
 
 from __future__ import annotations
 
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -23,7 +21,7 @@ from .common import (
     require_root,
 )
 from .pgserver import OS_USER, PORT_BASE, PgLab
-from .storage import ArraySession, LabVolume
+from .storage import LabVolume
 
 GiB = 2**30
 
@@ -62,20 +60,6 @@ def choose_port(lab: PgLab, requested: int | None) -> int:
 
 
 # -- create ---------------------------------------------------------------------------------
-def _array_steps(steps: Steps, s: ArraySession, lab: PgLab, vols: list[LabVolume]) -> dict[str, str]:
-    with steps.step("array host") as note:
-        storage.ensure_host(s)
-        note["text"] = f"{s.host} ({lab_iqn()})"
-    with steps.step("volumes and pgroups") as note:
-        made = {v.name: storage.ensure_volume(s, v) for v in vols}
-        storage.ensure_pgroups(s, lab_pgroups(lab.name))
-        note["text"] = ", ".join(f"{n} {'created' if c else 'exists'}" for n, (_, c) in made.items())
-    with steps.step("filesystems and mounts") as note:
-        note["text"] = "; ".join(storage.ensure_mounted(s, made[v.name][0], v.mount, OS_USER) for v in vols)
-        pgserver.prepare_dirs(lab)
-    return {name: serial for name, (serial, _) in made.items()}
-
-
 def _server_steps(steps: Steps, lab: PgLab, opts: CreateOptions) -> int:
     with steps.step("initdb") as note:
         note["text"] = "initialised" if pgserver.initdb(lab) else "PG_VERSION exists; skipped"
@@ -89,19 +73,6 @@ def _server_steps(steps: Steps, lab: PgLab, opts: CreateOptions) -> int:
         with steps.step("pgbench") as note:
             note["text"] = pgserver.init_pgbench(lab, port, opts.pgbench_scale)
     return port
-
-
-def _airflow_step(steps: Steps, specs: list[airflow_conns.ConnSpec], enabled: bool) -> str:
-    with steps.step("airflow connections") as note:
-        if not enabled:
-            note["text"] = "skipped (--no-airflow)"
-        else:
-            try:
-                note["text"] = "; ".join(airflow_conns.register(specs))
-            except airflow_conns.AirflowUnavailable as exc:
-                note["text"] = f"WARNING: not registered: {exc}"
-                print(f"warning: Airflow connections not registered: {exc}", file=sys.stderr)
-    return note["text"]
 
 
 def _sla_step(steps: Steps, lab: PgLab, opts: CreateOptions, host: str, vols: list[LabVolume]) -> Path:
@@ -122,15 +93,14 @@ def create(opts: CreateOptions, out: TextIO | None = None) -> None:
     lab.root.mkdir(parents=True, exist_ok=True)
     check_reachable(OS_USER, lab.root)
     steps = Steps(f"copydata lab postgres create {lab.name}", out)
-    with steps.step("emulator") as note:
-        endpoint, started = storage.ensure_emulator()
-        note["text"] = f"{'started' if started else 'running'} at {endpoint['target']}"
+    endpoint = storage.emulator_step(steps)
     with storage.array_session(endpoint) as s:
-        serials = _array_steps(steps, s, lab, vols)
+        serials = storage.array_steps(steps, s, vols, lab_pgroups(lab.name), OS_USER,
+                                      lambda: pgserver.prepare_dirs(lab))
         host = s.host
     port = _server_steps(steps, lab, opts)
     specs = [airflow_conns.postgres_conn(lab.name, port), airflow_conns.flasharray_conn(endpoint, host)]
-    conns = _airflow_step(steps, specs, opts.airflow)
+    conns = airflow_conns.register_step(steps, specs, opts.airflow)
     sla_file = _sla_step(steps, lab, opts, host, vols)
     _summary(out, lab, port, host, vols, serials, sla_file, conns, specs)
 
@@ -142,9 +112,7 @@ def _summary(out: TextIO, lab: PgLab, port: int, host: str, vols: list[LabVolume
              f"  socket      psql -h {lab.run_dir} -p {port} -U postgres",
              f"  server log  {lab.logfile}",
              f"  array host  {host} ({lab_iqn()})"]
-    for i, v in enumerate(vols):
-        lines.append(f"  {'volumes' if i == 0 else '':<11} {v.name:<{max(len(x.name) for x in vols)}}  "
-                     f"serial {serials[v.name]}  {v.role:<7} -> {v.mount}")
+    lines += storage.volume_lines(vols, serials)
     groups = ", ".join(f"{g} ({' + '.join(m)})" for g, m in lab_pgroups(lab.name).items())
     lines += [f"  pgroups     {groups}",
               f"  WAL archive {lab.wal_dir}",
@@ -156,36 +124,6 @@ def _summary(out: TextIO, lab: PgLab, port: int, host: str, vols: list[LabVolume
 
 
 # -- destroy --------------------------------------------------------------------------------
-def _teardown_array(steps: Steps, s: ArraySession, lab: PgLab, vols: list[LabVolume], out: TextIO) -> bool:
-    """Returns True when the array held something of the lab."""
-    names, groups = [v.name for v in vols], list(lab_pgroups(lab.name))
-    existed = any(s.array.find_volume(n) for n in names) or any(storage.pgroup_exists(s, g) for g in groups)
-    with steps.step("clones") as note:
-        found = storage.clones_of(s, names)
-        note["text"] = f"{len(found)} clone(s) of this lab stay (separate volumes)" if found else "none"
-        for line in found:
-            print(f"     warning: {line}: it stays; remove it on its own", file=out)
-    with steps.step("unmount and disconnect") as note:
-        note["text"] = "; ".join(storage.release_volume(s, v) for v in vols)
-    with steps.step("array objects") as note:
-        note["text"] = storage.erase(s, groups, names)
-    return existed
-
-
-def _remove_files(lab: PgLab, sla_file: Path) -> str:
-    left = storage.mounts_under(lab.root)
-    if left:
-        raise LabError(f"still mounted under {lab.root}: {', '.join(left)}; unmount them, then run destroy again")
-    notes = []
-    if sla_file.exists():
-        sla_file.unlink()
-        notes.append(f"removed {sla_file}")
-    if lab.root.exists():
-        shutil.rmtree(lab.root)
-        notes.append(f"removed {lab.root}")
-    return "; ".join(notes) or "nothing left"
-
-
 def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO | None = None) -> None:
     require_root()
     lab = PgLab(check_name(name), lab_dir(name))
@@ -193,26 +131,17 @@ def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: T
     sla_file = sla.sla_path(sla_dir, lab.name)
     existed = lab.root.exists() or sla_file.exists()
     steps = Steps(f"copydata lab postgres destroy {lab.name}", out)
-    with steps.step("emulator") as note:
-        endpoint, started = storage.ensure_emulator()
-        note["text"] = f"{'started' if started else 'running'} at {endpoint['target']}"
+    endpoint = storage.emulator_step(steps)
     with steps.step("server") as note:
         running = pgserver.is_running(lab)
         if running:
             pgserver.engine().stop(lab.data_mount)
         note["text"] = "stopped" if running else "not running"
     with storage.array_session(endpoint) as s:
-        existed = _teardown_array(steps, s, lab, vols, out) or existed
+        existed = storage.teardown_array(steps, s, vols, list(lab_pgroups(lab.name)), out) or existed
     with steps.step("airflow connection") as note:
-        note["text"] = _remove_conn(lab.name) if airflow else "skipped (--no-airflow)"
+        note["text"] = (airflow_conns.remove_or_warn(f"copydata_pg_{lab.name}") if airflow
+                        else "skipped (--no-airflow)")
     with steps.step("SLA file and lab folder") as note:
-        note["text"] = _remove_files(lab, sla_file)
+        note["text"] = storage.remove_files(lab.root, sla_file)
     print(f"\n== lab {lab.name} {'destroyed' if existed else 'did not exist: nothing to do'}", file=out, flush=True)
-
-
-def _remove_conn(name: str) -> str:
-    try:
-        return airflow_conns.remove(f"copydata_pg_{name}")
-    except airflow_conns.AirflowUnavailable as exc:
-        print(f"warning: Airflow connection copydata_pg_{name} not removed: {exc}", file=sys.stderr)
-        return f"WARNING: not removed: {exc}"

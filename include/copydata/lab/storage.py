@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .. import paths, sysutil
 from ..array import ArrayClient, ArrayError, PgroupSnapshot, Volume, open_array
 from ..connector import LocalConnector
 from ..emulator import service
-from .common import EMULATOR_HOST, LabError, chown, lab_host, lab_iqn
+from .common import EMULATOR_HOST, LabError, Steps, chown, lab_host, lab_iqn
 
 
 @dataclass(frozen=True)
@@ -162,3 +164,69 @@ def clones_of(s: ArraySession, volumes: list[str]) -> list[str]:
                 state = "mounted" if mounts_under(clone) else "not mounted"
                 found.append(f"clone {clone.name}: volume {vol.name} copied from {vol.source} ({state})")
     return found
+
+
+# -- the steps every lab shares (create and destroy print the same lines for every engine) ----------
+def emulator_step(steps: Steps) -> dict:
+    """Step "emulator": the running emulator, started when none runs. Returns its endpoint."""
+    with steps.step("emulator") as note:
+        endpoint, started = ensure_emulator()
+        note["text"] = f"{'started' if started else 'running'} at {endpoint['target']}"
+    return endpoint
+
+
+def array_steps(steps: Steps, s: ArraySession, vols: list[LabVolume], pgroups: dict[str, list[str]],
+                owner: str, prepare_dirs: Callable[[], None]) -> dict[str, str]:
+    """Steps "array host", "volumes and pgroups", "filesystems and mounts" (prepare_dirs runs last, inside
+    the latter). Returns volume name -> serial."""
+    with steps.step("array host") as note:
+        ensure_host(s)
+        note["text"] = f"{s.host} ({lab_iqn()})"
+    with steps.step("volumes and pgroups") as note:
+        made = {v.name: ensure_volume(s, v) for v in vols}
+        ensure_pgroups(s, pgroups)
+        note["text"] = ", ".join(f"{n} {'created' if c else 'exists'}" for n, (_, c) in made.items())
+    with steps.step("filesystems and mounts") as note:
+        note["text"] = "; ".join(ensure_mounted(s, made[v.name][0], v.mount, owner) for v in vols)
+        prepare_dirs()
+    return {name: serial for name, (serial, _) in made.items()}
+
+
+def volume_lines(vols: list[LabVolume], serials: dict[str, str]) -> list[str]:
+    """The summary's volume lines: name, serial, role and mount point."""
+    width = max(len(v.name) for v in vols)
+    return [f"  {'volumes' if i == 0 else '':<11} {v.name:<{width}}  serial {serials[v.name]}  {v.role:<7} -> {v.mount}"
+            for i, v in enumerate(vols)]
+
+
+def teardown_array(steps: Steps, s: ArraySession, vols: list[LabVolume], pgroups: list[str],
+                   out: TextIO | None) -> bool:
+    """Steps "clones", "unmount and disconnect", "array objects". Returns True when the array held something
+    of the lab."""
+    names = [v.name for v in vols]
+    existed = any(s.array.find_volume(n) for n in names) or any(pgroup_exists(s, g) for g in pgroups)
+    with steps.step("clones") as note:
+        found = clones_of(s, names)
+        note["text"] = f"{len(found)} clone(s) of this lab stay (separate volumes)" if found else "none"
+        for line in found:
+            print(f"     warning: {line}: it stays; remove it on its own", file=out)
+    with steps.step("unmount and disconnect") as note:
+        note["text"] = "; ".join(release_volume(s, v) for v in vols)
+    with steps.step("array objects") as note:
+        note["text"] = erase(s, pgroups, names)
+    return existed
+
+
+def remove_files(root: Path, sla_file: Path) -> str:
+    """Remove the SLA file and the lab folder, unless something is still mounted below it. Returns a note."""
+    left = mounts_under(root)
+    if left:
+        raise LabError(f"still mounted under {root}: {', '.join(left)}; unmount them, then run destroy again")
+    notes = []
+    if sla_file.exists():
+        sla_file.unlink()
+        notes.append(f"removed {sla_file}")
+    if root.exists():
+        shutil.rmtree(root)
+        notes.append(f"removed {root}")
+    return "; ".join(notes) or "nothing left"

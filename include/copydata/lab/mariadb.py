@@ -1,0 +1,158 @@
+"""`copydata lab mariadb create|destroy NAME`: a MariaDB server on two array volumes (datadir with its binlogs,
+and the binlog archive), protection groups, Airflow connections and SLA file. Every step is idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from . import airflow_conns, myserver, sla, storage
+from .common import (
+    LabError,
+    Steps,
+    check_name,
+    check_reachable,
+    first_free_port,
+    lab_dir,
+    lab_iqn,
+    os_user_exists,
+    port_free,
+    require_root,
+)
+from .myserver import BINLOG_BASENAME, DATA_SUBDIR, DB_USER, OS_USER, PORT_BASE, MyLab
+from .storage import LabVolume
+
+GiB = 2**30
+ENGINE = "mariadb"
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    name: str
+    port: int | None = None
+    data_size: int = 20 * GiB
+    archive_size: int = 10 * GiB
+    sla_dir: Path | None = None
+    airflow: bool = True
+    sysbench_tables: int | None = None
+    sysbench_rows: int = 10000
+
+
+def conn_id(name: str) -> str:
+    return f"copydata_mariadb_{name}"
+
+
+def lab_volumes(lab: MyLab, data_size: int = 20 * GiB, archive_size: int = 10 * GiB) -> list[LabVolume]:
+    return [LabVolume("data", f"{lab.name}-data", data_size, lab.data_mount),
+            LabVolume("archive", f"{lab.name}-binlog", archive_size, lab.archive_mount)]
+
+
+def lab_pgroups(name: str) -> dict[str, list[str]]:
+    """The whole database, and the binlog archive alone (log backups snapshot only that one)."""
+    return {name: [f"{name}-data", f"{name}-binlog"], f"{name}-logs": [f"{name}-binlog"]}
+
+
+def choose_port(lab: MyLab, requested: int | None) -> int:
+    configured = myserver.configured_port(lab.cnf)
+    port = requested or configured
+    if port is None:
+        others = {myserver.configured_port(c) for c in lab.root.parent.glob("*/run/my.cnf") if c != lab.cnf}
+        return first_free_port(PORT_BASE, {p for p in others if p})
+    if not (port == configured and myserver.is_running(lab)) and not port_free(port):
+        raise LabError(f"port {port} is in use on 127.0.0.1: choose another with --port")
+    return port
+
+
+# -- create ---------------------------------------------------------------------------------
+def _server_steps(steps: Steps, lab: MyLab, opts: CreateOptions) -> int:
+    with steps.step("my.cnf") as note:
+        port = choose_port(lab, opts.port)
+        changed = myserver.write_cnf(lab.cnf, myserver.render_cnf(lab, port))
+        note["text"] = f"port {port}, settings {'written' if changed else 'unchanged'}"
+    with steps.step("mariadb-install-db") as note:
+        note["text"] = "initialised" if myserver.install_db(lab) else "system tables exist; skipped"
+    with steps.step("server") as note:
+        note["text"] = myserver.start(lab, restart=changed)
+    with steps.step("copydata user") as note:
+        note["text"] = myserver.ensure_user(lab)
+    if opts.sysbench_tables:
+        with steps.step("sysbench") as note:
+            note["text"] = myserver.init_sysbench(lab, opts.sysbench_tables, opts.sysbench_rows)
+    return port
+
+
+def _sla_step(steps: Steps, lab: MyLab, opts: CreateOptions, host: str, vols: list[LabVolume]) -> Path:
+    with steps.step("SLA file") as note:
+        path = sla.sla_path(opts.sla_dir, lab.name)
+        app = sla.application(lab.name, ENGINE, conn_id(lab.name), host, {v.role: v.name for v in vols},
+                              {v.role: v.mount for v in vols}, DATA_SUBDIR, OS_USER)
+        changed = sla.write(path, sla.document(lab.name, app), ENGINE)
+        note["text"] = f"{path} {'written' if changed else 'unchanged'}"
+    return path
+
+
+def create(opts: CreateOptions, out: TextIO | None = None) -> None:
+    require_root()
+    os_user_exists(OS_USER)
+    lab = MyLab(check_name(opts.name), lab_dir(opts.name))
+    for program in ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin"):
+        myserver.binary(program)
+    if opts.sysbench_tables is not None and opts.sysbench_tables < 1:
+        raise LabError("--sysbench-tables must be 1 or more")
+    if opts.sysbench_rows < 1:
+        raise LabError("--sysbench-rows must be 1 or more")
+    vols = lab_volumes(lab, opts.data_size, opts.archive_size)
+    lab.root.mkdir(parents=True, exist_ok=True)
+    check_reachable(OS_USER, lab.root)
+    steps = Steps(f"copydata lab mariadb create {lab.name}", out)
+    endpoint = storage.emulator_step(steps)
+    with storage.array_session(endpoint) as s:
+        serials = storage.array_steps(steps, s, vols, lab_pgroups(lab.name), OS_USER,
+                                      lambda: myserver.prepare_dirs(lab))
+        host = s.host
+    port = _server_steps(steps, lab, opts)
+    specs = [airflow_conns.mariadb_conn(lab.name, port, DB_USER, myserver.read_password(lab), lab.password_file),
+             airflow_conns.flasharray_conn(endpoint, host)]
+    conns = airflow_conns.register_step(steps, specs, opts.airflow)
+    sla_file = _sla_step(steps, lab, opts, host, vols)
+    _summary(out, lab, port, host, vols, serials, sla_file, conns, specs)
+
+
+def _summary(out: TextIO | None, lab: MyLab, port: int, host: str, vols: list[LabVolume], serials: dict[str, str],
+             sla_file: Path, conns: str, specs: list[airflow_conns.ConnSpec]) -> None:
+    lines = [f"\n== lab {lab.name} is ready",
+             f"  DSN         mysql://{DB_USER}@127.0.0.1:{port}/mysql (password in {lab.password_file})",
+             f"  socket      mariadb --defaults-file={lab.cnf}   (as root; or -u {DB_USER} -p)",
+             f"  server log  {lab.logfile}",
+             f"  array host  {host} ({lab_iqn()})"]
+    lines += storage.volume_lines(vols, serials)
+    groups = ", ".join(f"{g} ({' + '.join(m)})" for g, m in lab_pgroups(lab.name).items())
+    lines += [f"  pgroups     {groups}",
+              f"  binlogs     {lab.datadir / BINLOG_BASENAME}.* (server)",
+              f"  archive     {lab.binlog_archive} (binlog archive)",
+              f"  SLA file    {sla_file}",
+              f"  Airflow     {conns}",
+              "  equivalent environment variables (secrets are not shown):"]
+    lines += [f"    {spec.env_line()}" for spec in specs]
+    print("\n".join(lines), file=out, flush=True)
+
+
+# -- destroy --------------------------------------------------------------------------------
+def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO | None = None) -> None:
+    require_root()
+    lab = MyLab(check_name(name), lab_dir(name))
+    vols = lab_volumes(lab)
+    sla_file = sla.sla_path(sla_dir, lab.name)
+    existed = lab.root.exists() or sla_file.exists()
+    steps = Steps(f"copydata lab mariadb destroy {lab.name}", out)
+    endpoint = storage.emulator_step(steps)
+    with steps.step("server") as note:
+        note["text"] = "stopped" if myserver.stop(lab) else "not running"
+    with storage.array_session(endpoint) as s:
+        existed = storage.teardown_array(steps, s, vols, list(lab_pgroups(lab.name)), out) or existed
+    with steps.step("airflow connection") as note:
+        note["text"] = airflow_conns.remove_or_warn(conn_id(lab.name)) if airflow else "skipped (--no-airflow)"
+    with steps.step("SLA file and lab folder") as note:
+        note["text"] = storage.remove_files(lab.root, sla_file)
+    print(f"\n== lab {lab.name} {'destroyed' if existed else 'did not exist: nothing to do'}", file=out, flush=True)
