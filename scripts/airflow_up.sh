@@ -48,13 +48,16 @@ EMU_TARGET="$(jq -r .target <<<"$EMU")"
 EMU_TOKEN="$(jq -r .api_token <<<"$EMU")"
 EMU_CA="$(jq -r .ca_file <<<"$EMU")"
 EMU_URL="$(jq -r .url <<<"$EMU")"
+EMU_DEVICES="$(jq -r .devices <<<"$EMU")"
+LAB_HOST="$(python -c "from copydata.lab.common import lab_host; print(lab_host())")"
 
 # -- 2. Connection flasharray_default (delete + add, so a new token or CA is picked up) ----------
 log "registering connection flasharray_default -> $EMU_TARGET"
 airflow connections delete flasharray_default >/dev/null 2>&1 || true
-airflow connections add flasharray_default --conn-type flasharray --conn-host "$EMU_TARGET" \
-    --conn-password "$EMU_TOKEN" \
-    --conn-extra "$(jq -cn --arg ca "$EMU_CA" '{ca_file: $ca, verify_tls: true}')" >/dev/null \
+airflow connections add flasharray_default --conn-type flasharray --conn-host "${EMU_TARGET%:*}" \
+    --conn-port "${EMU_TARGET##*:}" --conn-password "$EMU_TOKEN" \
+    --conn-extra "$(jq -cn --arg ca "$EMU_CA" --arg dev "$EMU_DEVICES" --arg host "$LAB_HOST" \
+        '{ca_file: $ca, verify_tls: true, devices_dir: $dev, host_name: $host}')" >/dev/null \
     || fail "airflow connections add flasharray_default failed"
 
 # -- 3. Airflow components, each in its own session, pid in .airflow/run/<name>.pid -------------

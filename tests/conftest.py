@@ -22,6 +22,7 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["COPYDATA_HOME"] = tempfile.mkdtemp(prefix="copydata-home-test-")  # never the project's
+os.environ["COPYDATA_EMULATOR_PORT"] = "0"  # any free port: never the one `make up` uses
 sys.path.insert(0, str(ROOT / "dags"))
 
 from copydata.emulator import service  # noqa: E402

@@ -18,7 +18,10 @@ class CommandError(RuntimeError):
 
 
 def run(cmd: list[str], check: bool = True, timeout: float = 120) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise CommandError(cmd, 127, f"{cmd[0]}: command not found") from None
     if check and proc.returncode != 0:
         raise CommandError(cmd, proc.returncode, proc.stderr or proc.stdout)
     return proc.stdout

@@ -100,13 +100,13 @@ def app_dags(sla, app, sla_file: Path) -> list[DAG]:
                       mask="{{ params.mask }}", inlets=inlets, outlets=[assets.clones(a)])
     out.append(dag)
     with DAG(f"copydata__{a}__clone_refresh", params=_clone_params(app, False), **{
-            **manual, "doc_md": f"Move a clone of **{a}** to a newer point: same name, port and mounts."}) as dag:
+            **manual, "max_active_runs": 1, "doc_md": f"Move a clone of **{a}** to a newer point: same name, port and mounts."}) as dag:
         CloneRefreshOperator(task_id="clone_refresh", sla_file=f, application=a,
                              clone_name="{{ params.clone_name }}", point_in_time="{{ params.point_in_time }}",
                              mask="{{ params.mask }}", inlets=inlets, outlets=[assets.clones(a)])
     out.append(dag)
     with DAG(f"copydata__{a}__clone_delete", params={"clone_name": _clone_params(app, False)["clone_name"]},
-             **{**manual, "doc_md": f"Stop and delete a clone of **{a}**."}) as dag:
+             **{**manual, "max_active_runs": 1, "doc_md": f"Stop and delete a clone of **{a}**."}) as dag:
         CloneDeleteOperator(task_id="clone_delete", sla_file=f, application=a, clone_name="{{ params.clone_name }}")
     out.append(dag)
     out += _scheduled_refresh_dags(sla, app, sla_file, manual, inlets)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from . import ranges
 from .clones import CloneStore
 from .coltypes import as_utc, utcnow
-from .errors import OutOfRange
+from .errors import NotFound, OutOfRange
 from .models import LOG_BACKUP_STATES, SNAPSHOT_STATES, ApplicationRow, AuditRow, LogBackupRow, SnapshotRow
 from .ranges import Range
 from .records import Application, AuditEntry, LogBackup, Snapshot
@@ -215,6 +215,22 @@ class Catalog(CloneStore):
             s.add(row)
             s.flush()
             return AuditEntry.of(row)
+
+    def retire_application(self, name: str) -> int:
+        """Its volumes are gone: mark its snapshots and log backups deleted, so a new application of the same
+        name starts from nothing. Returns how many rows changed; unknown names change nothing."""
+        try:
+            self.application(name)
+        except NotFound:
+            return 0
+        changed = 0
+        for snap in self.snapshots(name, states=("valid", "expired", "failed")):
+            self.set_snapshot_state(snap.id, "deleted")
+            changed += 1
+        for lb in self.log_backups(name, states=("valid", "expired", "failed")):
+            self.set_log_backup_state(lb.id, "deleted")
+            changed += 1
+        return changed
 
     def audit_log(self, application: str | None = None, limit: int = 100) -> list[AuditEntry]:
         """The newest audit entries first (of one application, or all)."""

@@ -26,8 +26,9 @@ DEFAULT_PORT = 18443
 
 def preferred_port() -> int:
     """$COPYDATA_EMULATOR_PORT, else 18443 when free, else any free port (0)."""
-    wanted = int(os.environ.get("COPYDATA_EMULATOR_PORT") or DEFAULT_PORT)
-    return 0 if _port_open(DEFAULT_HOST, wanted) else wanted
+    raw = os.environ.get("COPYDATA_EMULATOR_PORT", "").strip()
+    wanted = int(raw) if raw else DEFAULT_PORT
+    return 0 if wanted == 0 or _port_open(DEFAULT_HOST, wanted) else wanted
 
 
 def endpoint_file(state: Path) -> Path:

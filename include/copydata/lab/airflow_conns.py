@@ -105,7 +105,7 @@ def register(specs: list[ConnSpec]) -> list[str]:
                     _apply(conn, spec)
                     session.add(conn)
                     notes.append(f"{spec.conn_id}: created")
-                elif spec.conn_id == FLASHARRAY_CONN_ID and (conn.host or "") not in LOOPBACK:
+                elif spec.conn_id == FLASHARRAY_CONN_ID and (conn.host or "").rsplit(":", 1)[0] not in LOOPBACK:
                     notes.append(f"{spec.conn_id}: kept (it points at {conn.host}, not at an emulator)")
                 else:
                     notes.append(f"{spec.conn_id}: {'updated' if _apply(conn, spec) else 'unchanged'}")

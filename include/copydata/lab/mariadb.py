@@ -151,6 +151,7 @@ def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: T
         note["text"] = "stopped" if myserver.stop(lab) else "not running"
     with storage.array_session(endpoint) as s:
         existed = storage.teardown_array(steps, s, vols, list(lab_pgroups(lab.name)), out) or existed
+    storage.catalog_step(steps, lab.name)
     with steps.step("airflow connection") as note:
         note["text"] = airflow_conns.remove_or_warn(conn_id(lab.name)) if airflow else "skipped (--no-airflow)"
     with steps.step("SLA file and lab folder") as note:

@@ -139,6 +139,7 @@ def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: T
         note["text"] = "stopped" if running else "not running"
     with storage.array_session(endpoint) as s:
         existed = storage.teardown_array(steps, s, vols, list(lab_pgroups(lab.name)), out) or existed
+    storage.catalog_step(steps, lab.name)
     with steps.step("airflow connection") as note:
         note["text"] = (airflow_conns.remove_or_warn(f"copydata_pg_{lab.name}") if airflow
                         else "skipped (--no-airflow)")

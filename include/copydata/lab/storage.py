@@ -217,6 +217,15 @@ def teardown_array(steps: Steps, s: ArraySession, vols: list[LabVolume], pgroups
     return existed
 
 
+def catalog_step(steps, name: str) -> None:
+    """The lab's volumes are gone: so are its recovery points (a new lab of that name starts clean)."""
+    from copydata.catalog import Catalog
+
+    with steps.step("catalog") as note:
+        changed = Catalog().retire_application(name)
+        note["text"] = f"{changed} recovery point(s) marked deleted" if changed else "nothing recorded"
+
+
 def remove_files(root: Path, sla_file: Path) -> str:
     """Remove the SLA file and the lab folder, unless something is still mounted below it. Returns a note."""
     left = mounts_under(root)

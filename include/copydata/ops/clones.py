@@ -6,11 +6,13 @@ import contextlib
 import datetime as dt
 import logging
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import sysutil
 from ..connector import discard_volumes
 from ..engines.base import CloneSpec
 from .context import AppContext, clone_home
@@ -157,9 +159,17 @@ def delete_clone(ctx: AppContext, name: str, actor: str = "copydata") -> None:
     for role in roles:
         ctx.connector.unmount(str(clone_home(name) / role))
     discard_volumes(ctx.array, ctx.connector, ctx.app.host, list(clone_volume_names(name, roles).values()))
+    _remove_home(name)
     if clone is not None:
         ctx.catalog.delete_clone(name)
         ctx.catalog.audit(actor, "clone_delete", ctx.name, name, {})
+
+
+def _remove_home(name: str) -> None:
+    """The clone's folder (empty mount points, its server log), once nothing is mounted below it."""
+    home = clone_home(name)
+    if home.exists() and not any(sysutil.is_mountpoint(p) for p in home.iterdir() if p.is_dir()):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextlib.contextmanager

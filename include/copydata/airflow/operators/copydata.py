@@ -27,7 +27,7 @@ class CopydataOperator(BaseOperator):
     """Loads the SLA, opens the array and the catalog, runs one operation, closes the array session."""
 
     template_fields: Sequence[str] = ("sla_file", "application")
-    permanent_errors: tuple[type[BaseException], ...] = (clones.CloneError, ValueError, KeyError)
+    permanent_errors: tuple[type[BaseException], ...] = (clones.CloneError, ValueError, LookupError)
 
     def __init__(self, *, sla_file: str, application: str, **kwargs):
         super().__init__(**kwargs)
@@ -79,8 +79,12 @@ class RetentionOperator(CopydataOperator):
 
 class _CloneOperator(CopydataOperator):
     def clone_result(self, ctx: AppContext, context, row) -> dict:
+        snap = ctx.catalog.snapshot(row.snapshot_id)
+        logs = ctx.catalog.log_backup(row.log_backup_id) if row.log_backup_id else None
         result = {"application": ctx.name, "clone": row.name, "port": row.port, "host": row.host,
                   "point_in_time": _iso(row.point_in_time) or "latest", "state": row.state,
+                  "snapshot": snap.pgroup_snapshot, "snapshot_consistent_at": _iso(snap.consistent_at),
+                  "logs_cover_to": _iso(logs.covered_to) if logs else None,
                   "socket_dir": str(clones.clone_home(row.name) / "run")}
         context["outlet_events"][assets.clones(ctx.name)].add(assets.clone(ctx.name, row.name), extra=result)
         return result
