@@ -57,6 +57,10 @@ LSN_RE = re.compile(r"\b([0-9A-F]{1,8}/[0-9A-F]{1,8})\b")
 ELAPSED_RE = re.compile(r"elapsed: ([0-9.]+) s")
 
 
+def ms(seconds: float | None) -> str:
+    return fmt(None if seconds is None else seconds * 1000, ".0f")
+
+
 def parse_lsn(text: str) -> int:
     hi, lo = text.split("/")
     return (int(hi, 16) << 32) | int(lo, 16)
@@ -79,8 +83,11 @@ class Lab:
                                autocommit=True, connect_timeout=10)
 
 
-def lab_name(size_gib: float) -> str:
-    return "bench-" + f"{size_gib:g}".replace(".", "p") + "g"
+def lab_name(size_gib: float, tag: str) -> str:
+    """Unique per run, so a reused --home never meets an earlier run's catalog rows or clone folders (catalog
+    rows are looked up by application and snapshot name; before 7fab2d9 `lab destroy` left them valid, and a
+    lab re-created under the same name inherited the old log-backup chain: no point was recoverable)."""
+    return "bench-" + f"{size_gib:g}".replace(".", "p") + "g-" + tag[-6:]
 
 
 def volume_sizes(size_gib: float) -> tuple[int, int]:
@@ -223,30 +230,30 @@ def run_load(ctx, lab: Lab, args) -> History:
         if not load.running:
             raise RuntimeError(f"pgbench ended early:\n{load.output[-2000:]}")
         t0 = time.perf_counter()
-        snap = take_snapshot(ctx, "bench-snap")
+        snap = take_snapshot(ctx, f"{args.tag}-snap")
         snap_s = time.perf_counter() - t0
         array_s = ctx.array.last("snapshot_pgroup")
         t0 = time.perf_counter()
-        log_backup(ctx, "bench-log0")
+        log_backup(ctx, f"{args.tag}-log0")
         hist = History(snap, snap_s, time.perf_counter() - t0, load=load)
         window = snap.engine_meta["freeze_window_s"]
         before = (snap.consistent_at - snap.started_at).total_seconds() - window
         log(f"{lab.name}: snapshot {snap.pgroup_snapshot} in {snap_s * 1000:.0f} ms: connect + pg_backup_start "
             f"(checkpoint) ~{before * 1000:.0f} ms, freeze window {window * 1000:.0f} ms = array snapshot "
-            f"{array_s * 1000:.0f} ms + pg_backup_stop (waits for the archive) ~{(window - array_s) * 1000:.0f} ms; "
+            f"{ms(array_s)} ms + pg_backup_stop (waits for the archive) ~{ms(window - (array_s or 0))} ms; "
             f"start LSN {snap.engine_meta['start_lsn']}, stop LSN {snap.engine_meta['stop_lsn']}")
         log(f"{lab.name}: log backup after it {hist.first_log_s * 1000:.0f} ms (push_logs "
-            f"{ctx.engine.last('push_logs') * 1000:.0f} ms, array snapshot {ctx.array.last('snapshot_pgroup') * 1000:.0f} ms)")
+            f"{ms(ctx.engine.last('push_logs'))} ms, array snapshot {ms(ctx.array.last('snapshot_pgroup'))} ms)")
         n = 0
         next_at = time.monotonic() + args.log_interval
         while load.running:
             if time.monotonic() >= next_at:
                 n += 1
                 t0 = time.perf_counter()
-                log_backup(ctx, f"bench-log{n}")
+                log_backup(ctx, f"{args.tag}-log{n}")
                 hist.log_s.append(time.perf_counter() - t0)
                 log(f"{lab.name}: log backup {n} during the load: {hist.log_s[-1] * 1000:.0f} ms (push_logs "
-                    f"{ctx.engine.last('push_logs') * 1000:.0f} ms)")
+                    f"{ms(ctx.engine.last('push_logs'))} ms)")
                 next_at = max(next_at + args.log_interval, time.monotonic() + 1)
             time.sleep(0.05)
         load.join()
@@ -254,7 +261,7 @@ def run_load(ctx, lab: Lab, args) -> History:
         load.kill()
     hist.load_wal = current_lsn(lab) - lsn0
     t0 = time.perf_counter()
-    log_backup(ctx, "bench-final")
+    log_backup(ctx, f"{args.tag}-final")
     hist.final_log_s = time.perf_counter() - t0
     log(f"{lab.name}: load done ({load.tps or 0:.0f} tps, {hist.load_wal / MiB:.0f} MiB of WAL in "
         f"{args.load_seconds} s); final log backup {hist.final_log_s * 1000:.0f} ms")
@@ -266,6 +273,7 @@ def run_load(ctx, lab: Lab, args) -> History:
 class CloneRun:
     name: str
     point: str
+    start_lsn: int  # the snapshot's start LSN (pg_backup_start): where replay begins
     create_s: float = 0.0  # create_clone call
     first_query_s: float = 0.0  # from the call until the first query answered
     history_rows: int = 0
@@ -274,23 +282,28 @@ class CloneRun:
     replay_s: float | None = None  # redo starts .. redo done, from the server log
     phases: dict[str, float] = field(default_factory=dict)  # seconds after the trigger, from the log
     parts: dict[str, float] = field(default_factory=dict)  # durations of steps inside create_clone
+    checkpoint: str = ""  # the end-of-recovery checkpoint's "wrote N buffers (P%)"
     delete_s: float = 0.0
 
-    def replayed(self, start_lsn: int) -> int | None:
-        return None if self.replay_end_lsn is None else self.replay_end_lsn - start_lsn
+    def replayed(self) -> int | None:
+        return None if self.replay_end_lsn is None else self.replay_end_lsn - self.start_lsn
 
-    def s_per_gib(self, start_lsn: int) -> float | None:
-        wal = self.replayed(start_lsn)
+    def s_per_gib(self) -> float | None:
+        wal = self.replayed()
         return self.replay_s / (wal / GiB) if wal and self.replay_s is not None else None
 
-    def mib_per_s(self, start_lsn: int) -> float | None:
-        wal = self.replayed(start_lsn)
+    def mib_per_s(self) -> float | None:
+        wal = self.replayed()
         return wal / MiB / self.replay_s if wal and self.replay_s else None
 
 
-def read_server_log(path: Path) -> list[tuple[dt.datetime, str]]:
+def read_server_log(path: Path, offset: int = 0) -> list[tuple[dt.datetime, str]]:
+    """(time, message) of the log lines from byte offset on."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
     events = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         m = LOG_LINE_RE.match(line)
         if not m:
             continue
@@ -327,11 +340,13 @@ def run_volumes(ctx) -> list[str]:
     return ["data", *(ctx.log_roles() if ctx.app.log_protection_group else [])]
 
 
-def measure_clone(ctx, name: str, point, port: int) -> CloneRun:
+def measure_clone(ctx, name: str, point, port: int, start_lsn: int) -> CloneRun:
     from copydata.ops.clones import create_clone
     from copydata.ops.context import clone_home
 
-    run = CloneRun(name, point if isinstance(point, str) else point.isoformat())
+    run = CloneRun(name, point if isinstance(point, str) else point.isoformat(), start_lsn)
+    logfile = clone_home(name) / "run" / "postgresql.log"
+    offset = logfile.stat().st_size if logfile.exists() else 0  # delete_clone leaves the log; pg_ctl -l appends
     trigger = utcnow()
     t0 = time.perf_counter()
     create_clone(ctx, name, point, port, mask=False, owner="benchmark")
@@ -344,7 +359,7 @@ def measure_clone(ctx, name: str, point, port: int) -> CloneRun:
     if in_recovery:
         raise RuntimeError(f"clone {name} answered while still in recovery")
 
-    events = read_server_log(run_dir / "postgresql.log")
+    events = read_server_log(logfile, offset)
     starts, done = first(events, "redo starts at"), first(events, "redo done at")
     if starts:
         run.replay_start_lsn = parse_lsn(LSN_RE.search(starts[1]).group(1))
@@ -367,6 +382,9 @@ def measure_clone(ctx, name: str, point, port: int) -> CloneRun:
     for what, found in marks.items():
         if found:
             run.phases[what] = (found[0] - trigger).total_seconds()
+    ckpt = marks["end-of-recovery checkpoint done"]
+    if ckpt:
+        run.checkpoint = ckpt[1].split(";")[0].removeprefix("checkpoint complete: ")
     run.parts = {"array copies": sum(ctx.array.calls.get("copy_volume", [])[-len(run_volumes(ctx)):]),
                  "prepare_clone": ctx.engine.last("prepare_clone") or 0.0,
                  "engine.start (pg_ctl start -w + wait_promoted)": ctx.engine.last("start") or 0.0}
@@ -375,17 +393,18 @@ def measure_clone(ctx, name: str, point, port: int) -> CloneRun:
     return run
 
 
-def report_clone(lab: str, run: CloneRun, start_lsn: int) -> None:
-    wal = run.replayed(start_lsn)
+def report_clone(lab: str, run: CloneRun) -> None:
+    wal = run.replayed()
     phases = ", ".join(f"{k} {v:.2f}" for k, v in run.phases.items())
     log(f"{lab}: clone {run.name} at {run.point}: first query after {run.first_query_s:.2f} s "
         f"(create_clone {run.create_s:.2f} s; {run.history_rows} history rows); WAL replayed "
         f"{fmt(wal / MiB if wal is not None else None, '.0f')} MiB in {fmt(run.replay_s, '.2f')} s "
-        f"({fmt(run.mib_per_s(start_lsn))} MiB/s)")
+        f"({fmt(run.mib_per_s())} MiB/s)")
     log(f"{lab}:   seconds after the trigger: {phases}")
-    log(f"{lab}:   inside create_clone: " + ", ".join(f"{k} {v:.2f} s" for k, v in run.parts.items()))
-    if run.replay_start_lsn is not None and run.replay_start_lsn != start_lsn:
-        log(f"{lab}:   note: redo started at {run.replay_start_lsn:X}, the snapshot's start LSN is {start_lsn:X}")
+    log(f"{lab}:   inside create_clone: " + ", ".join(f"{k} {v:.2f} s" for k, v in run.parts.items())
+        + (f"; end-of-recovery checkpoint {run.checkpoint}" if run.checkpoint else ""))
+    if run.replay_start_lsn is not None and run.replay_start_lsn != run.start_lsn:
+        log(f"{lab}:   note: redo started at {run.replay_start_lsn:X}, the snapshot's start LSN is {run.start_lsn:X}")
 
 
 def free_port(start: int) -> int:
@@ -412,7 +431,7 @@ def bench_size(home: BenchHome, size_gib: float, args) -> Result:
     from copydata.engines.postgres import PostgresEngine
     from copydata.ops.clones import delete_clone
 
-    name = lab_name(size_gib)
+    name = lab_name(size_gib, args.tag)
     res = Result(size_gib, max(1, round(SCALE_PER_GIB * size_gib)))
     t0 = time.perf_counter()
     try:
@@ -441,9 +460,9 @@ def bench_size(home: BenchHome, size_gib: float, args) -> Result:
                 for attr, point in (("pit", target), ("latest", "latest")):
                     clone = f"{name}-{attr}"
                     made.append(clone)
-                    run = measure_clone(ctx, clone, point, free_port(CLONE_PORT_BASE))
+                    run = measure_clone(ctx, clone, point, free_port(CLONE_PORT_BASE), start_lsn)
                     setattr(res, attr, run)
-                    report_clone(name, run, start_lsn)
+                    report_clone(name, run)
                     t1 = time.perf_counter()
                     delete_clone(ctx, clone, actor="benchmark")
                     run.delete_s = time.perf_counter() - t1
@@ -471,8 +490,7 @@ def render(results: list[Result]) -> str:
     for r in results:
         h = r.hist
         assert h is not None and r.pit is not None and r.latest is not None
-        start = parse_lsn(h.snapshot.engine_meta["start_lsn"])
-        wal = [c.replayed(start) for c in (r.pit, r.latest)]
+        wal = [c.replayed() for c in (r.pit, r.latest)]
         rows.append([
             f"{r.db_bytes / GiB:.2f} ({r.scale})",
             f"{h.snapshot.engine_meta['freeze_window_s'] * 1000:.0f}",
@@ -482,8 +500,8 @@ def render(results: list[Result]) -> str:
             f"{r.pit.first_query_s:.2f}",
             f"{r.latest.first_query_s:.2f}",
             "/".join(fmt(w / MiB if w is not None else None, ".0f") for w in wal),
-            "/".join(fmt(c.s_per_gib(start), ".2f") for c in (r.pit, r.latest)),
-            "/".join(fmt(c.mib_per_s(start), ".0f") for c in (r.pit, r.latest)),
+            "/".join(fmt(c.s_per_gib(), ".2f") for c in (r.pit, r.latest)),
+            "/".join(fmt(c.mib_per_s(), ".0f") for c in (r.pit, r.latest)),
             f"{h.load_wal / MiB:.0f} ({fmt(h.load.tps if h.load else None, '.0f')})",
         ])
     return table(headers, rows)
@@ -512,22 +530,34 @@ def breakdown(results: list[Result]) -> str:
 
 
 def verdict(results: list[Result]) -> str:
+    """One closing line: did the time from trigger to first query grow with the database, and where."""
     if len(results) < 2:
         return "Only one size ran: no statement on growth with database size."
     small, big = min(results, key=lambda r: r.db_bytes), max(results, key=lambda r: r.db_bytes)
 
-    def overhead(r: Result) -> float:  # clone time outside WAL replay
-        return r.pit.first_query_s - (r.pit.replay_s or 0)
+    def grew(a: float, b: float) -> bool:  # more than 25 % and more than 1 s
+        return b > 1.25 * a and b - a > 1.0
 
-    ratio = big.pit.first_query_s / small.pit.first_query_s
-    grew = ratio > 1.25 and big.pit.first_query_s - small.pit.first_query_s > 1.0
-    o_small, o_big = overhead(small), overhead(big)
-    o_grew = o_big > 1.25 * o_small and o_big - o_small > 1.0
-    return (f"Clone time {'DID' if grew else 'did not'} grow with database size: PIT clone to first query "
-            f"{small.pit.first_query_s:.2f} s at {small.db_bytes / GiB:.2f} GiB vs {big.pit.first_query_s:.2f} s "
-            f"at {big.db_bytes / GiB:.2f} GiB (x{ratio:.2f}, {big.db_bytes / small.db_bytes:.1f}x the data); "
-            f"outside WAL replay {o_small:.2f} s vs {o_big:.2f} s ({'grew' if o_grew else 'flat'}); "
-            f"latest {small.latest.first_query_s:.2f} s vs {big.latest.first_query_s:.2f} s.")
+    def ckpt(c: CloneRun) -> float:
+        ph = c.phases
+        return ph.get("end-of-recovery checkpoint done", 0.0) - ph.get("end-of-recovery checkpoint starts", 0.0)
+
+    def storage(c: CloneRun) -> float:  # array copies, connect, mount, until the server's first log line
+        return c.phases.get("server start", 0.0)
+
+    def pair(what: str, fn, unit: str = " s") -> str:
+        a, b = fn(small.pit), fn(big.pit)
+        return f"{what} {a:.2f}->{b:.2f}{unit}"
+
+    a, b = small.pit.first_query_s, big.pit.first_query_s
+    any_grew = grew(a, b) or grew(small.latest.first_query_s, big.latest.first_query_s)
+    return (f"Clone time {'DID' if any_grew else 'did not'} grow with database size "
+            f"({small.db_bytes / GiB:.2f} -> {big.db_bytes / GiB:.2f} GiB): to first query PIT {a:.2f} -> {b:.2f} s, "
+            f"latest {small.latest.first_query_s:.2f} -> {big.latest.first_query_s:.2f} s. PIT breakdown: "
+            + "; ".join([pair("storage (copies+mount+start)", storage), pair("WAL replay", lambda c: c.replay_s or 0.0),
+                         pair("replay speed", lambda c: c.mib_per_s() or 0.0, " MiB/s"),
+                         pair("end-of-recovery checkpoint", ckpt)])
+            + ".")
 
 
 def parse_sizes(text: str) -> list[float]:
@@ -553,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-interval", type=float, default=5.0,
                     help="seconds between log backups during the load (default 5)")
     args = ap.parse_args(argv)
+    args.tag = "b" + time.strftime("%m%d%H%M%S")  # array snapshot suffixes of this run (catalog rows are keyed by them)
     if os.geteuid() != 0:
         ap.error("needs root: loop devices, mounts and runuser")
     if args.load_seconds < args.snapshot_after + 6:
