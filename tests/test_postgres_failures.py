@@ -137,3 +137,25 @@ def test_restore_in_place_needs_confirmation_then_rewinds_the_source(ctx, pfx):
         c.execute("INSERT INTO orders (note) VALUES ('life goes on')")
     after = log_backup(ctx, "after-restore")  # archiving continues on the new timeline
     assert after.end_segment.startswith("00000002")
+
+
+def test_a_retry_after_a_half_done_snapshot_replaces_it(ctx):
+    from copydata.ops.snapshot import take_snapshot
+
+    name = f"{ctx.app.protection_group}.half"
+    real = ctx.array.array_name
+
+    def lost(*_):  # fails after the array snapshot, before the catalog row
+        raise ConnectionError("array went away after the snapshot")
+
+    ctx.array.array_name = lost
+    with pytest.raises(ConnectionError):
+        take_snapshot(ctx, "half")
+    first = ctx.array.find_pgroup_snapshot(name)
+    assert first is not None and all(s.pgroup_snapshot != name for s in ctx.catalog.snapshots(ctx.name))
+    ctx.array.array_name = real
+    time.sleep(0.1)
+    row = take_snapshot(ctx, "half")
+    second = ctx.array.find_pgroup_snapshot(name)
+    assert row.pgroup_snapshot == name and second.created > first.created
+    assert take_snapshot(ctx, "half").id == row.id  # and a third try returns the recorded one

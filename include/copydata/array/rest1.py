@@ -125,6 +125,11 @@ class Rest1Array:
         d = self._call("snapshot protection group", pgroup, self.fa.create_pgroup_snapshot, pgroup, **kwargs)
         return self._pgsnap(d)
 
+    def find_pgroup_snapshot(self, name: str) -> PgroupSnapshot | None:
+        found = [d for d in self._call("list pgroup snapshots", name, self.fa.list_pgroups, snap=True, pending=True)
+                 if d["name"] == name]
+        return self._pgsnap(found[0]) if found else None
+
     def pgroup_snapshots(self, pgroup: str) -> list[PgroupSnapshot]:
         items = self._call("list protection group snapshots", pgroup, self.fa.get_pgroup, pgroup, snap=True)
         return [self._pgsnap(d) for d in items]

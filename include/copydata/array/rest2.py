@@ -128,6 +128,10 @@ class Rest2Array:
         resp = self.client.post_protection_group_snapshots(source_names=[pgroup], protection_group_snapshot=body)
         return self._pgsnap(_check(resp, "snapshot protection group", pgroup)[0])
 
+    def find_pgroup_snapshot(self, name: str) -> PgroupSnapshot | None:
+        resp = self.client.get_protection_group_snapshots(names=[name])
+        return self._pgsnap(list(resp.items)[0]) if resp.status_code == 200 else None
+
     def pgroup_snapshots(self, pgroup: str) -> list[PgroupSnapshot]:
         items = _check(self.client.get_protection_group_snapshots(source_names=[pgroup]),
                        "list protection group snapshots", pgroup)

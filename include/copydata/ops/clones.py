@@ -59,6 +59,13 @@ def resolve_point(ctx: AppContext, target: dt.datetime | None) -> RecoveryPoint:
     return RecoveryPoint(snap, logs, target)
 
 
+def effective_target(point: RecoveryPoint) -> dt.datetime | None:
+    """'latest' recovers to the newest covered instant of the logs (a commit follows it in the archive)."""
+    if point.target is None and point.log_backup is not None:
+        return point.log_backup.covered_to
+    return point.target
+
+
 def check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -91,8 +98,9 @@ def _materialize(ctx: AppContext, name: str, point: RecoveryPoint, overwrite: bo
 
 def _spec(ctx: AppContext, name: str, mounts: dict[str, Path], point: RecoveryPoint, port: int) -> CloneSpec:
     log_mount = next((m for r, m in mounts.items() if r != "data"), None)
-    return CloneSpec(name=name, data_mount=mounts["data"], log_mount=log_mount, port=port, target=point.target,
-                     snapshot_meta=point.snapshot.engine_meta, run_dir=clone_home(name) / "run")
+    return CloneSpec(name=name, data_mount=mounts["data"], log_mount=log_mount, port=port,
+                     target=effective_target(point), snapshot_meta=point.snapshot.engine_meta,
+                     run_dir=clone_home(name) / "run")
 
 
 def _recover(ctx: AppContext, spec: CloneSpec, mask: bool, timeout: float):

@@ -54,6 +54,17 @@ class AppContext:
         return [r for r in self.app.volumes if r != "data"]
 
 
+def clear_unrecorded(ctx: AppContext, pgsnap: str, recorded: list) -> object | None:
+    """Before taking `pgsnap`: the catalog row if a previous try recorded it; else remove an array snapshot
+    of that name that a failed try left behind (its engine metadata was lost, so it cannot be trusted)."""
+    for row in recorded:
+        if row.pgroup_snapshot == pgsnap:
+            return row
+    if ctx.array.find_pgroup_snapshot(pgsnap) is not None:
+        ctx.array.destroy_pgroup_snapshot(pgsnap, eradicate=True)
+    return None
+
+
 def clone_home(name: str) -> Path:
     return paths.home() / "clones" / name
 

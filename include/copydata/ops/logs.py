@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .context import AppContext
+from .context import AppContext, clear_unrecorded
 
 log = logging.getLogger(__name__)
 
@@ -14,9 +14,9 @@ def log_backup(ctx: AppContext, suffix: str, timeout: float = 120):
     app, catalog = ctx.app, ctx.catalog
     previous = catalog.log_backups(app.name)
     prev = previous[-1] if previous else None
-    existing = [lb for lb in previous if lb.pgroup_snapshot == f"{app.log_protection_group}.{suffix}"]
-    if existing:
-        return existing[0]
+    done = clear_unrecorded(ctx, f"{app.log_protection_group}.{suffix}", previous)
+    if done is not None:
+        return done
     pos = ctx.engine.push_logs(timeout)
     since = prev.end_segment if prev else _first_needed_segment(ctx)
     check = ctx.engine.check_archive(Path(app.mounts["archive"]), since)

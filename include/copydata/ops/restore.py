@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..connector import discard_volumes
 from ..engines.base import CloneSpec
-from .clones import CloneError, parse_point, resolve_point
+from .clones import CloneError, effective_target, parse_point, resolve_point
 from .context import AppContext, clone_home
 
 
@@ -33,7 +33,7 @@ def restore_in_place(ctx: AppContext, point_in_time, confirm: str, actor: str = 
     ctx.connector.mount(device, str(data_mount))
     log_mount = _mount_log_copy(ctx, point, work)
     spec = CloneSpec(name=ctx.name, data_mount=data_mount, log_mount=log_mount, port=ctx.engine.db.port,
-                     target=point.target, snapshot_meta=point.snapshot.engine_meta,
+                     target=effective_target(point), snapshot_meta=point.snapshot.engine_meta,
                      run_dir=work / "run", in_place=True)
     ctx.engine.prepare_clone(spec)
     ctx.engine.start(spec, timeout)

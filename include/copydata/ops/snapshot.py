@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from .context import AppContext, FreezeTimeout, bounded
+from .context import AppContext, FreezeTimeout, bounded, clear_unrecorded
 
 log = logging.getLogger(__name__)
 
 
 def take_snapshot(ctx: AppContext, suffix: str):
-    """Returns the catalog row. A retry with the same suffix finds the first try's snapshot."""
+    """Returns the catalog row. A retry with the same suffix returns what the first try recorded, or,
+    if that try failed half-way, replaces its unrecorded array snapshot with a new consistent one."""
     app = ctx.app
+    done = clear_unrecorded(ctx, f"{app.protection_group}.{suffix}",
+                            ctx.catalog.snapshots(app.name, states=("valid", "expired", "failed")))
+    if done is not None:
+        return done
     timeout = ctx.sla.snapshot.freeze_timeout.total_seconds()
     try:
         with ctx.engine.quiesce(f"copydata {app.name} {suffix}", timeout) as freeze:

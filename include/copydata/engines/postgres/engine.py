@@ -71,13 +71,15 @@ class PostgresEngine(Engine):
                 yield res
                 ok = True
             finally:
-                self._backup_stop(conn, res, wait_for_archive=ok)
+                self._backup_stop(conn, res)
+            if ok:  # outside the window: the snapshot needs the WAL up to the stop point archived
+                self._wait_archived(conn, res.meta["stop_segment"], timeout)
 
     @staticmethod
-    def _backup_stop(conn: psycopg.Connection, res: FreezeResult, wait_for_archive: bool) -> None:
+    def _backup_stop(conn: psycopg.Connection, res: FreezeResult) -> None:
+        """End backup mode at once; pg_backup_stop's own archive wait polls only once a second."""
         row = conn.execute("SELECT lsn, labelfile, spcmapfile, pg_walfile_name(lsn), clock_timestamp(), "
-                           "timeline_id FROM pg_backup_stop(%s), pg_control_checkpoint()",
-                           [wait_for_archive]).fetchone()
+                           "timeline_id FROM pg_backup_stop(false), pg_control_checkpoint()").fetchone()
         res.thawed_at = utcnow()
         lsn, labelfile, spcmap, segment, server_now, timeline = row
         res.consistent_at = server_now
@@ -133,7 +135,9 @@ class PostgresEngine(Engine):
         self._chown(pgdata, spec.run_dir)
 
     def _settings(self, spec: CloneSpec) -> dict[str, str]:
-        settings = {"recovery_target_action": "promote"}
+        # Pause at the target and promote with pg_promote(): 'promote' would wait for a full
+        # end-of-recovery checkpoint first (seconds, whatever the database size).
+        settings = {"recovery_target_action": "pause" if spec.target is not None else "promote"}
         if not spec.in_place:
             settings.update({"port": str(spec.port), "unix_socket_directories": str(spec.run_dir),
                              "cluster_name": spec.name, "archive_mode": "off"})
@@ -180,14 +184,17 @@ class PostgresEngine(Engine):
         """pg_ctl -w returns at the first consistent point: poll until recovery has really ended."""
         deadline = time.monotonic() + timeout
         while True:
-            if self.pg_ctl("-D", str(pgdata), "status").returncode != 0:
+            if not _postmaster_alive(pgdata):
                 raise RecoveryFailed("the server stopped during recovery:\n" + _tail(logfile))
             with contextlib.suppress(psycopg.OperationalError), connect(target, 5) as conn:
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                     return
+                if conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] == "paused":
+                    conn.execute("SELECT pg_promote(true, %s)", [int(timeout)])
+                    continue
             if time.monotonic() > deadline:
                 raise RecoveryFailed(f"recovery did not end within {timeout:.0f} s:\n" + _tail(logfile))
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     def stop(self, data_mount: Path, run_dir: Path | None = None) -> None:
         pgdata = self.data_dir(data_mount)
@@ -209,6 +216,15 @@ class PostgresEngine(Engine):
                                   timeout=3600)
             if proc.returncode != 0:
                 raise RuntimeError(f"masking script {script} exited {proc.returncode}: {proc.stderr.strip()}")
+
+
+def _postmaster_alive(pgdata: Path) -> bool:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _label_segment(labelfile: str) -> str | None:

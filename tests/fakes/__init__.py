@@ -1,0 +1,1 @@
+"""Recorded fakes of servers that cannot run in the test environment."""
