@@ -83,3 +83,19 @@ def test_scheduled_refresh_gets_its_own_scheduled_dag(tmp_path, monkeypatch):
     assert "0 2 * * *" in str(dag.timetable.summary if hasattr(dag.timetable, "summary") else dag.timetable)
     task = dag.get_task("clone_refresh")
     assert task.clone_name == "qa" and task.point_in_time == "latest"
+
+
+def test_allowed_roles_resolve_users_through_simple_auth_manager(monkeypatch):
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from copydata.airflow.operators.copydata import check_allowed, user_roles
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,qa1:user,viewer1:viewer")
+    assert user_roles("qa1") == {"qa1", "user"}
+    ctx = SimpleNamespace(name="shop", sla=SimpleNamespace(clone_policy=SimpleNamespace(allowed_roles=["user"])))
+    check_allowed(ctx, {"dag_run": SimpleNamespace(triggering_user_name="qa1")})
+    check_allowed(ctx, {"dag_run": SimpleNamespace(triggering_user_name=None)})  # a schedule
+    with pytest.raises(AirflowFailException, match="allowed_roles"):
+        check_allowed(ctx, {"dag_run": SimpleNamespace(triggering_user_name="viewer1")})

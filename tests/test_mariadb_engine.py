@@ -296,7 +296,7 @@ def clone_state(engine: MariaDbEngine, db: DbTarget) -> tuple[set[int], int, int
     return ids, int(total or 0), int(hist), gtid
 
 
-XA_PREPARED = re.compile(r"XA prepared|prepared transaction", re.IGNORECASE)
+XA_PREPARED = re.compile(r"was in the XA prepared state")
 prepared_seen: list[str] = []
 
 
@@ -366,8 +366,10 @@ def test_log_backups_archive_identical_closed_binlogs(source: Source, history: H
     assert check.continuous and check.start_segment == first and check.end_segment == history.logs[-1][0].end_segment
     for name in binlog.listing(folder):
         assert (folder / name).read_bytes() == (source.datadir / name).read_bytes()
-    for pos, _ in history.logs:
+    for pos, _ in history.logs:  # the rotate event closing each log backup is stamped at or after covered_to
         assert pos.covered_to.microsecond == 0 and pos.end_position.startswith("mariadb-bin.")
+        rotate = list(binlog.events(folder / pos.end_segment))[-1]
+        assert rotate.type == binlog.ROTATE and rotate.when >= pos.covered_to.timestamp()
     middle = history.logs[1][0].end_segment  # not the last file: a missing last file cannot be told
     (folder / middle).rename(folder / "gone")
     try:
@@ -378,7 +380,8 @@ def test_log_backups_archive_identical_closed_binlogs(source: Source, history: H
 
 
 @pytest.mark.root
-def test_clones_hold_exactly_the_transactions_before_three_past_seconds(source: Source, history: History):
+def test_clones_hold_exactly_the_transactions_before_three_past_seconds(source: Source, history: History,
+                                                                       monkeypatch: pytest.MonkeyPatch):
     a, b = history.snaps["A"][0], history.snaps["B"][0]
     before = {n: (source.archive_mount / ARCHIVE_SUBDIR / n).stat() for n in binlog.listing(
         source.archive_mount / ARCHIVE_SUBDIR)}
@@ -386,8 +389,17 @@ def test_clones_hold_exactly_the_transactions_before_three_past_seconds(source: 
                ("c1", "A", whole_second(b.started_at, -2)),   # from A, up to before B
                ("c2", "B", whole_second(b.thawed_at, 1))]     # replays from B
     assert targets[0][2] < targets[1][2] < targets[2][2]
-    for name, snap, target in targets:
-        check_time_clone(source, history, name, snap, target)
+    edge = history.logs[1][0].covered_to  # the last instant log backup L2 covers: cut by its rotate event
+    if edge != targets[2][2]:
+        targets.append(("c3", "B", edge))
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # nothing may depend on the local time zone
+    time.tzset()
+    try:
+        for name, snap, target in targets:
+            check_time_clone(source, history, name, snap, target)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     after = {n: (source.archive_mount / ARCHIVE_SUBDIR / n).stat() for n in before}
     assert {n: (s.st_size, s.st_mtime_ns) for n, s in before.items()} == \
         {n: (s.st_size, s.st_mtime_ns) for n, s in after.items()}, "a clone wrote into the source's archive"

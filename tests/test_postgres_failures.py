@@ -159,3 +159,19 @@ def test_a_retry_after_a_half_done_snapshot_replaces_it(ctx):
     second = ctx.array.find_pgroup_snapshot(name)
     assert row.pgroup_snapshot == name and second.created > first.created
     assert take_snapshot(ctx, "half").id == row.id  # and a third try returns the recorded one
+
+
+def test_clones_past_their_ttl_are_deleted_by_retention(ctx):
+    from copydata.ops import clones
+    from copydata.ops.logs import log_backup
+    from copydata.ops.retention import expire_clones
+    from copydata.ops.snapshot import take_snapshot
+
+    take_snapshot(ctx, "ttl")
+    log_backup(ctx, "ttl")
+    clones.create_clone(ctx, "short-lived", "latest", 55731, mask=False)
+    assert expire_clones(ctx) == []
+    ctx.catalog.update_clone("short-lived", expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+    assert expire_clones(ctx) == ["short-lived"]
+    assert ctx.catalog.find_clone("short-lived") is None
+    assert ctx.array.find_volume("short-lived-data") is None

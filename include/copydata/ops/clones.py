@@ -50,7 +50,13 @@ def parse_point(value: str | dt.datetime | None) -> dt.datetime | None:
 
 
 def resolve_point(ctx: AppContext, target: dt.datetime | None) -> RecoveryPoint:
-    """The newest snapshot at or before the target, and the log backup that reaches it."""
+    """The newest snapshot at or before the target, and the log backup that reaches it.
+    'latest' (None): the newest snapshot that a log backup already completes."""
+    if target is None and ctx.app.log_protection_group:
+        for snap in reversed(ctx.catalog.snapshots(ctx.name)):
+            logs = ctx.catalog.log_backup_for(ctx.name, snap, None)
+            if logs is not None:
+                return RecoveryPoint(snap, logs, None)
     snap = ctx.catalog.snapshot_for(ctx.name, target)  # raises OutOfRange with the valid ranges
     logs = ctx.catalog.log_backup_for(ctx.name, snap, target)
     if logs is None and ctx.app.log_protection_group:

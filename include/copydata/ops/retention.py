@@ -68,6 +68,20 @@ def plan(snaps: list, logs: list, retention, now: dt.datetime, pinned: set[int],
     return p
 
 
+def expire_clones(ctx: AppContext, now: dt.datetime | None = None) -> list[str]:
+    """Delete the clones whose TTL (clone_policy.default_ttl from their creation) has run out."""
+    from .clones import delete_clone
+
+    now = now or dt.datetime.now(dt.UTC)
+    gone = []
+    for c in ctx.catalog.clones(ctx.name):
+        if c.expires_at is not None and c.expires_at <= now:
+            log.info("%s: clone %s expired at %s; deleting it", ctx.name, c.name, c.expires_at.isoformat())
+            delete_clone(ctx, c.name, actor="retention")
+            gone.append(c.name)
+    return gone
+
+
 def apply_retention(ctx: AppContext, now: dt.datetime | None = None, dry_run: bool = False) -> Plan:
     now = now or dt.datetime.now(dt.UTC)
     cat = ctx.catalog

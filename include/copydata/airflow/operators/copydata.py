@@ -19,6 +19,30 @@ def _actor(context) -> str:
     return getattr(run, "triggering_user_name", None) or "airflow"
 
 
+def user_roles(user: str) -> set[str]:
+    """The user's name and, under SimpleAuthManager, its role ([core] simple_auth_manager_users)."""
+    from airflow.configuration import conf
+
+    roles = {user}
+    for entry in (conf.get("core", "simple_auth_manager_users", fallback="") or "").split(","):
+        name, _, role = entry.strip().partition(":")
+        if name == user and role:
+            roles.add(role.split(":")[0])
+    return roles
+
+
+def check_allowed(ctx: AppContext, context) -> None:
+    """clone_policy.allowed_roles: who may clone, refresh, delete or restore. Schedules always may."""
+    allowed = set(ctx.sla.clone_policy.allowed_roles or [])
+    run = context.get("dag_run")
+    user = getattr(run, "triggering_user_name", None)
+    if not allowed or not user:
+        return
+    if not user_roles(user) & allowed:
+        raise AirflowFailException(f"user {user!r} may not do this for {ctx.name}: the SLA's "
+                                   f"clone_policy.allowed_roles is {sorted(allowed)}")
+
+
 def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -28,6 +52,7 @@ class CopydataOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("sla_file", "application")
     permanent_errors: tuple[type[BaseException], ...] = (clones.CloneError, ValueError, LookupError)
+    guarded = False  # True: only users allowed by the SLA's clone_policy may run it
 
     def __init__(self, *, sla_file: str, application: str, **kwargs):
         super().__init__(**kwargs)
@@ -36,6 +61,8 @@ class CopydataOperator(BaseOperator):
     def execute(self, context) -> Any:
         ctx, hook = build_context(self.sla_file, self.application, _actor(context))
         try:
+            if self.guarded:
+                check_allowed(ctx, context)
             return self.run(ctx, context)
         except self.permanent_errors as err:  # bad input: retrying cannot help
             raise AirflowFailException(str(err)) from err
@@ -72,12 +99,14 @@ class LogBackupOperator(CopydataOperator):
 
 class RetentionOperator(CopydataOperator):
     def run(self, ctx: AppContext, context) -> dict:
+        expired_clones = retention.expire_clones(ctx)
         p = retention.apply_retention(ctx)
-        return {"kept": len(p.keep), "expired": [s.pgroup_snapshot for s in p.expire],
+        return {"expired_clones": expired_clones, "kept": len(p.keep), "expired": [s.pgroup_snapshot for s in p.expire],
                 "kept_logs": len(p.keep_logs), "expired_logs": [lb.pgroup_snapshot for lb in p.expire_logs]}
 
 
 class _CloneOperator(CopydataOperator):
+    guarded = True
     def clone_result(self, ctx: AppContext, context, row) -> dict:
         snap = ctx.catalog.snapshot(row.snapshot_id)
         logs = ctx.catalog.log_backup(row.log_backup_id) if row.log_backup_id else None
@@ -118,6 +147,7 @@ class CloneRefreshOperator(_CloneOperator):
 
 
 class CloneDeleteOperator(CopydataOperator):
+    guarded = True
     template_fields: Sequence[str] = ("sla_file", "application", "clone_name")
 
     def __init__(self, *, clone_name: str, **kwargs):
@@ -130,6 +160,7 @@ class CloneDeleteOperator(CopydataOperator):
 
 
 class RestoreOperator(CopydataOperator):
+    guarded = True
     template_fields: Sequence[str] = ("sla_file", "application", "point_in_time", "confirm")
 
     def __init__(self, *, point_in_time: str, confirm: str = "", **kwargs):

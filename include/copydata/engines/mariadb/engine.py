@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import os
 import pwd
@@ -15,10 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ... import paths
 from ..base import ArchiveCheck, CloneSpec, DbTarget, Engine, FreezeResult, LogPosition
-from . import binlog, replay, server, sql
+from . import binlog, inplace, replay, server, sql
+from . import datadir as prep
 from .server import RecoveryFailed
+from .sql import socket_of
 
 log = logging.getLogger(__name__)
 ARCHIVE_SUBDIR = "binlog"
@@ -178,79 +178,20 @@ class MariaDbEngine(Engine):
             raise RecoveryFailed("MySQL without GTIDs: LOCK INSTANCE FOR BACKUP does not block commits, so the "
                                  "replay start cannot be known; set gtid_mode=ON on the source")
         base = binlog.basename(meta.get("binlog_file") or "mariadb-bin.000001")
-        self._relative_index(datadir, base)
-        self._remove_leftovers(datadir, flavor, spec.in_place)
+        prep.relative_index(datadir, base)
+        prep.remove_leftovers(datadir, flavor, spec.in_place)
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         user = pwd.getpwnam(self.os_user)
         os.chown(spec.run_dir, user.pw_uid, user.pw_gid)
         target = self.clone_target(spec)
         server.write_client_options(spec.run_dir / server.CLIENT_FILE, target)
         if spec.in_place:
-            self._renumber(datadir, base)
+            inplace.renumber(datadir, self.archive_dir(), base, self.os_user)
             return
         if len(str(spec.run_dir / sql.SOCKET_NAME)) > 107:
             raise RecoveryFailed(f"socket path {spec.run_dir / sql.SOCKET_NAME} is longer than 107 bytes")
         server.write_options(spec.run_dir / server.OPTION_FILE, flavor.option_group(),
-                             self._clone_settings(spec, datadir, flavor, base))
-
-    @staticmethod
-    def _relative_index(datadir: Path, base: str) -> None:
-        """The first start must read the snapshot's binary logs (XA recovery). An index with absolute paths
-        would point at the source's files: rewrite it to ./name entries, the files are in the copy."""
-        index = datadir / f"{base}.index"
-        if not index.exists():
-            raise RecoveryFailed(f"{index} is missing: the binary logs must live in the data directory, since "
-                                 "the first start of a snapshot needs them to recover prepared transactions")
-        lines = index.read_text().splitlines()
-        if any(line.startswith("/") for line in lines):
-            index.write_text("".join(f"./{Path(line).name}\n" for line in lines if line.strip()))
-
-    @staticmethod
-    def _remove_leftovers(datadir: Path, flavor: sql.Flavor, in_place: bool) -> None:
-        """#sql* files of interrupted ALTERs (MariaDB KB on BACKUP STAGE snapshots; InnoDB drops its own
-        #sql tables at startup, so .ibd files stay), the source's pid file; MySQL: auto.cnf (server_uuid)
-        and persisted variables, which would override the clone's options."""
-        leftovers = [p for p in [*datadir.glob("#sql*"), *datadir.glob("*/#sql*")] if p.suffix != ".ibd"]
-        for path in [*leftovers, *datadir.glob("*.pid")]:
-            path.unlink(missing_ok=True)
-        if not flavor.mariadb and not in_place:
-            (datadir / "auto.cnf").unlink(missing_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                (datadir / "mysqld-auto.cnf").rename(datadir / "mysqld-auto.cnf.source")
-
-    def _clone_settings(self, spec: CloneSpec, datadir: Path, flavor: sql.Flavor, base: str) -> dict:
-        meta, run = spec.snapshot_meta, spec.run_dir
-        settings: dict[str, str | None] = {
-            "user": self.os_user, "datadir": str(datadir), "port": str(spec.port), "bind-address": "127.0.0.1",
-            "socket": str(run / sql.SOCKET_NAME), "pid-file": str(run / server.PID_FILE),
-            "log-error": str(run / server.ERROR_LOG), "server_id": str(server.server_id_for(spec.name,
-                                                                                              meta.get("server_id"))),
-            "log_bin": base, "binlog_format": "ROW", flavor.skip_replica_start(): None,
-            "default-time-zone": "'+00:00'", "event_scheduler": "OFF", "max_allowed_packet": "1G"}
-        if not flavor.mariadb:  # the X plugin would listen on the source's 33060; replay relies on GTIDs
-            settings.update({"mysqlx": "OFF", "gtid_mode": "ON", "enforce_gtid_consistency": "ON"})
-        settings.update({k: f'"{v}"' for k, v in meta.get("settings", {}).items()})
-        return settings
-
-    def _renumber(self, datadir: Path, base: str) -> None:
-        """In place: the restored server must not reuse file names the archive already holds (an archived
-        binary log is never overwritten). The server names its next file after the highest number in the
-        data directory: an empty placeholder there makes it continue after the archive."""
-        archived = binlog.listing(self.archive_dir(), base)
-        local = binlog.listing(datadir, base)
-        if archived and (not local or binlog.number(archived[-1]) > binlog.number(local[-1])):
-            placeholder = datadir / archived[-1]
-            placeholder.touch()
-            user = pwd.getpwnam(self.os_user)
-            os.chown(placeholder, user.pw_uid, user.pw_gid)
-
-    @staticmethod
-    def _drop_placeholders(datadir: Path, base: str) -> None:
-        index = set((datadir / f"{base}.index").read_text().split())
-        for name in binlog.listing(datadir, base):
-            path = datadir / name
-            if f"./{name}" not in index and str(path) not in index and path.stat().st_size == 0:
-                path.unlink()
+                             prep.clone_options(spec, datadir, flavor, base, self.os_user))
 
     def clone_target(self, spec: CloneSpec) -> DbTarget:
         """A clone answers on <run_dir>/mysqld.sock (host = the run folder), with the source's accounts."""
@@ -270,8 +211,9 @@ class MariaDbEngine(Engine):
         alive = (lambda: proc.poll() is None) if proc is not None else (lambda: True)
         server.wait_ready(lambda: self._connect(target, 5).close(), alive, error_log, deadline)
         if spec.in_place:
-            self._drop_placeholders(datadir, binlog.basename(meta["binlog_file"]))
-            self._purge_restored_binlogs(target, flavor, deadline)
+            inplace.drop_placeholders(datadir, binlog.basename(meta["binlog_file"]))
+            with contextlib.closing(self._connect(target, 10)) as conn:
+                inplace.purge_restored_binlogs(conn, flavor, deadline, self._sleep)
         if spec.log_mount is not None:
             self._replay(spec, flavor, target, deadline)
         return target
@@ -279,7 +221,7 @@ class MariaDbEngine(Engine):
     def _launch(self, spec: CloneSpec, datadir: Path, flavor: sql.Flavor) -> tuple[subprocess.Popen | None, Path]:
         out = spec.run_dir / "mysqld.out"
         if spec.in_place:
-            started = server.Started.load(self._started_file(datadir))
+            started = server.Started.load(inplace.started_file(datadir))
             if started is None:
                 raise RecoveryFailed(f"copydata did not find a server on {datadir} when it stopped the source, "
                                      "so it does not know how to start it: start it yourself")
@@ -306,36 +248,10 @@ class MariaDbEngine(Engine):
                  plan.last_gtid, plan.stop_before or "the end of the archive")
 
     def _check_replayed(self, target: DbTarget, last_gtid: str) -> None:
-        conn = self._connect(target, 10)
-        try:
-            cur = conn.cursor()
-            position = str(sql.query_one(cur, "SELECT @@GLOBAL.gtid_binlog_pos")[0])
-        finally:
-            conn.close()
+        with contextlib.closing(self._connect(target, 10)) as conn:
+            position = str(sql.query_one(conn.cursor(), "SELECT @@GLOBAL.gtid_binlog_pos")[0])
         if last_gtid not in position.split(","):
             raise RecoveryFailed(f"after replay the server is at {position}, expected {last_gtid}")
-
-    def _purge_restored_binlogs(self, target: DbTarget, flavor: sql.Flavor, deadline: float) -> None:
-        """In place: the snapshot's own binary logs (the last one cut short) must never reach the archive,
-        which holds the complete files under the same names. Once recovery is over, purge them."""
-        conn = self._connect(target, 10)
-        try:
-            cur = conn.cursor()
-            while True:
-                current = sql.query_one(cur, flavor.binlog_status())[0]
-                cur.execute(f"PURGE BINARY LOGS TO '{current}'")
-                cur.execute("SHOW BINARY LOGS")
-                if [row[0] for row in cur.fetchall()] == [current]:
-                    return
-                if time.monotonic() > deadline:
-                    raise RecoveryFailed(f"the restored server keeps binary logs before {current}")
-                self._sleep(0.2)
-        finally:
-            conn.close()
-
-    def _started_file(self, datadir: Path) -> Path:
-        key = hashlib.sha256(os.path.realpath(datadir).encode()).hexdigest()[:16]
-        return paths.home() / "run" / f"mariadb-{key}.json"
 
     def stop(self, data_mount: Path, run_dir: Path | None = None) -> None:
         """SIGTERM (a clean shutdown) to the server working in this data directory, then wait. Idempotent.
@@ -343,27 +259,27 @@ class MariaDbEngine(Engine):
         datadir = self.data_dir(data_mount)
         pids = server.pids_on(datadir)
         if pids and run_dir is None:
-            server.Started.of(pids[0]).save(self._started_file(datadir))
+            server.Started.of(pids[0]).save(inplace.started_file(datadir))
         if pids:
             server.terminate(pids)
         proc = self._children.pop(datadir.resolve(), None)
         if proc is not None:
             proc.wait(10)
 
-    def mask(self, target: DbTarget, sql_text: str | None, script: str | None) -> None:
+    def mask(self, target: DbTarget, sql: str | None, script: str | None) -> None:
         """The SQL runs in one client session, in one transaction where the statements allow it; a script
         gets CLONE_DSN (mysql://user@localhost:port/db?unix_socket=...) and CLONE_DEFAULTS_FILE (credentials)."""
-        flavor = self.flavor or DEFAULT_FLAVOR
+        flavor, masking_sql = self.flavor or DEFAULT_FLAVOR, sql
         with tempfile.TemporaryDirectory(prefix="copydata-mask-") as tmp:
             cnf = Path(tmp) / server.CLIENT_FILE
             server.write_client_options(cnf, target)
-            if sql_text:
-                body = f"SET autocommit = 0;\n{sql_text.strip().rstrip(';')};\nCOMMIT;\n"
+            if masking_sql:
+                body = f"SET autocommit = 0;\n{masking_sql.strip().rstrip(';')};\nCOMMIT;\n"
                 self._run([server.program(flavor.program("client")), f"--defaults-file={cnf}", "--batch"],
                           "masking SQL", input=body)
             if script:
                 env = {**os.environ, "CLONE_DSN": _dsn(target), "CLONE_DEFAULTS_FILE": str(cnf)}
-                if (sock := sql.socket_of(target.host)) is not None:
+                if (sock := socket_of(target.host)) is not None:
                     env["MYSQL_UNIX_PORT"] = sock
                 self._run([script], f"masking script {script}", env=env)
 
@@ -381,6 +297,6 @@ def _text(value: Any) -> str:
 
 
 def _dsn(target: DbTarget) -> str:
-    sock = sql.socket_of(target.host)
+    sock = socket_of(target.host)
     where = f"localhost:{target.port}" if sock else f"{target.host}:{target.port}"
     return f"mysql://{target.user}@{where}/{target.database or ''}" + (f"?unix_socket={sock}" if sock else "")
