@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import pwd
+import stat
 from pathlib import Path
 
 from ..base import CloneSpec
 from . import server, sql
 from .server import RecoveryFailed
+
+
+def check_reachable(path: Path, os_user: str) -> None:
+    """The server drops to os_user: every folder above its files must let that user through (a clone under
+    a $COPYDATA_HOME in /root would fail with a bare 'Permission denied' in the error log otherwise)."""
+    user = pwd.getpwnam(os_user)
+    for folder in (p for p in path.resolve().parents if p.exists()):
+        st = folder.stat()
+        bit = stat.S_IXUSR if st.st_uid == user.pw_uid else stat.S_IXGRP if st.st_gid == user.pw_gid else stat.S_IXOTH
+        if user.pw_uid != 0 and not st.st_mode & bit:
+            raise RecoveryFailed(f"{folder} is not searchable by {os_user}, who runs the server on {path}: "
+                                 f"chmod o+x {folder}, or move $COPYDATA_HOME")
 
 
 def relative_index(datadir: Path, base: str) -> None:

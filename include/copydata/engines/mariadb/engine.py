@@ -183,6 +183,8 @@ class MariaDbEngine(Engine):
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         user = pwd.getpwnam(self.os_user)
         os.chown(spec.run_dir, user.pw_uid, user.pw_gid)
+        for path in (datadir, spec.run_dir):
+            prep.check_reachable(path, self.os_user)
         target = self.clone_target(spec)
         server.write_client_options(spec.run_dir / server.CLIENT_FILE, target)
         if spec.in_place:

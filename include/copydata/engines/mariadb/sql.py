@@ -54,13 +54,13 @@ class Flavor:
     def gtid_variable(self) -> str:
         return "@@GLOBAL.gtid_binlog_pos" if self.mariadb else "@@GLOBAL.gtid_executed"
 
-    def settings_query(self) -> str:
-        names = ("datadir", "log_bin_basename", "server_id", *CLONED_SETTINGS,
-                 *(MARIADB_ONLY_SETTINGS if self.mariadb else ("gtid_mode",)))
-        return "SELECT " + ", ".join(f"@@GLOBAL.{n}" for n in names)
-
     def settings_names(self) -> list[str]:
-        return [n.split(".", 1)[1] for n in self.settings_query().removeprefix("SELECT ").split(", ")]
+        """Variables recorded with a snapshot: where the files are, identity, what a clone must reuse."""
+        return ["datadir", "log_bin_basename", "server_id", *CLONED_SETTINGS,
+                *(MARIADB_ONLY_SETTINGS if self.mariadb else ("gtid_mode",))]
+
+    def settings_query(self) -> str:
+        return "SELECT " + ", ".join(f"@@GLOBAL.{n}" for n in self.settings_names())
 
     # -- programs and option names ----------------------------------------------------------
     def program(self, role: str) -> str:
