@@ -12,10 +12,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from fakes.mysql import FakeMySql, Recorder
 
 from copydata.engines.base import DbTarget
 from copydata.engines.mariadb import MariaDbEngine, QuiesceLost, sql
+
+from fakes.mysql import FakeMySql, Recorder
 
 pytestmark = pytest.mark.fake
 REAL_DSN = os.environ.get("COPYDATA_TEST_MYSQL_DSN")

@@ -36,7 +36,9 @@ def check_allowed(ctx: AppContext, context) -> None:
     allowed = set(ctx.sla.clone_policy.allowed_roles or [])
     run = context.get("dag_run")
     user = getattr(run, "triggering_user_name", None)
-    if not allowed or not user:
+    # dag.test() runs in-process for whoever holds the code; the SDK names its user "dag_test".
+    in_process = user == "dag_test"
+    if not allowed or not user or in_process:
         return
     if not user_roles(user) & allowed:
         raise AirflowFailException(f"user {user!r} may not do this for {ctx.name}: the SLA's "
