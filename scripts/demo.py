@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEMOS = ("emulator", "postgres")
+DEMOS = ("emulator", "postgres", "mariadb")
 
 
 def main() -> int:
@@ -23,6 +23,9 @@ def main() -> int:
     if "postgres" in args.demos:
         from copydata.demo import postgres_walkthrough
         postgres_walkthrough.run(keep=args.keep)
+    if "mariadb" in args.demos:
+        from copydata.demo import mariadb_walkthrough
+        mariadb_walkthrough.run(keep=args.keep)
     return 0
 
 

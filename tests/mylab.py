@@ -5,17 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import mysql.connector
 
-OLTP_ROWS = 200
+from copydata.lab.load import MariaLoad
 
 
 @dataclass
@@ -84,59 +81,6 @@ def mariadb_lab(name: str, home: Path) -> Iterator[MyLabInfo]:
                 os.environ[k] = v
 
 
-@dataclass
-class MyLoad:
-    """A ticker (a row every 10 ms, ts = NOW(6)) and an OLTP writer (5 UPDATEs + 1 INSERT per transaction)."""
-
-    lab: MyLabInfo
-    stopping: threading.Event = field(default_factory=threading.Event)
-    errors: list = field(default_factory=list)
-    threads: list = field(default_factory=list)
-
-    def start(self) -> MyLoad:
-        with contextlib.closing(self.lab.connect()) as c:
-            cur = c.cursor()
-            cur.execute("CREATE DATABASE IF NOT EXISTS app")
-            cur.execute("CREATE TABLE IF NOT EXISTS app.ticks (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                        "ts DATETIME(6) NOT NULL DEFAULT NOW(6))")
-            cur.execute("CREATE TABLE IF NOT EXISTS app.acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)")
-            cur.execute("CREATE TABLE IF NOT EXISTS app.hist (id BIGINT AUTO_INCREMENT PRIMARY KEY, acct INT, "
-                        "delta INT)")
-            cur.execute("USE app")
-            cur.execute(f"INSERT IGNORE INTO app.acct SELECT seq, 0 FROM seq_1_to_{OLTP_ROWS}")
-        self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
-                        for f in (self._ticker, self._oltp)]
-        for t in self.threads:
-            t.start()
-        return self
-
-    def finish(self) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(30)
-        assert not self.errors, self.errors
-
-    def _guard(self, fn) -> None:
-        try:
-            fn()
-        except Exception as exc:  # reported by finish()
-            self.errors.append(repr(exc))
-
-    def _ticker(self) -> None:
-        with contextlib.closing(self.lab.connect()) as c:
-            cur = c.cursor()
-            while not self.stopping.is_set():
-                cur.execute("INSERT INTO app.ticks () VALUES ()")
-                time.sleep(0.01)
-
-    def _oltp(self) -> None:
-        rng = random.Random()
-        with contextlib.closing(self.lab.connect()) as c:
-            cur = c.cursor()
-            while not self.stopping.is_set():
-                cur.execute("START TRANSACTION")
-                accts = sorted(rng.sample(range(1, OLTP_ROWS + 1), 5))
-                for a in accts:
-                    cur.execute("UPDATE app.acct SET bal = bal + 1 WHERE id = %s", (a,))
-                cur.execute("INSERT INTO app.hist (acct, delta) VALUES (%s, 5)", (accts[0],))
-                cur.execute("COMMIT")
+class MyLoad(MariaLoad):
+    def __init__(self, lab: MyLabInfo):
+        super().__init__(lab.client)

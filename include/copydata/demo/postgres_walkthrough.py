@@ -4,48 +4,19 @@ a clone at a chosen past second, and the proof that it holds exactly what the so
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import os
 import time
 
 import psycopg
 
 from copydata import paths
+from copydata.demo.common import env_connections, run_dag
 from copydata.lab import postgres as labpg
-from copydata.lab.common import lab_host
 from copydata.lab.load import PgLoad, pgbench_sums, ticks_committed_by
 from copydata.lab.pgserver import PgLab, configured_port
 from copydata.progress import Steps
 
 NAME, CLONE, CLONE_PORT = "demo", "demo-dev", 55690
-
-
-def _dag(dag_id: str, conf: dict | None = None) -> None:
-    """Run one DAG with Airflow's own runner (dag.test): real operators, real task instances."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(paths.dags_folder() / "copydata_dags.py"))
-    if dag_id not in bag.dags:
-        raise SystemExit(f"DAG {dag_id} was not built; import errors: {bag.import_errors}")
-    run = bag.dags[dag_id].test(run_conf=conf or {})
-    if run.state != "success":
-        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-        raise SystemExit(f"{dag_id} ended {run.state}: {states}")
-
-
-def _env_connections(lab: PgLab, port: int) -> None:
-    """dag.test reads AIRFLOW_CONN_* first: point them at the lab (the lab also registers them in Airflow)."""
-    from copydata.emulator import service
-
-    endpoint = service.read_endpoint(paths.emulator_state())
-    host, fa_port = endpoint["target"].rsplit(":", 1)
-    os.environ[f"AIRFLOW_CONN_COPYDATA_PG_{NAME.upper()}"] = json.dumps(
-        {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "postgres"})
-    os.environ["AIRFLOW_CONN_FLASHARRAY_DEFAULT"] = json.dumps(
-        {"conn_type": "flasharray", "host": host, "port": int(fa_port), "password": endpoint["api_token"],
-         "extra": {"ca_file": endpoint["ca_file"], "verify_tls": True, "devices_dir": endpoint["devices"],
-                   "host_name": lab_host()}})
 
 
 def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
@@ -61,7 +32,8 @@ def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
             labpg.create(labpg.CreateOptions(name=NAME, data_size=8 << 30, archive_size=4 << 30,
                                              pgbench_scale=scale), out=_quiet())
             port = configured_port(lab.conf)
-            _env_connections(lab, port)
+            env_connections(f"copydata_pg_{NAME}", {"conn_type": "postgres", "host": "127.0.0.1", "port": port,
+                                                     "login": "postgres", "schema": "postgres"})
             n["text"] = f"127.0.0.1:{port}, SLA include/slas/{sla}.yaml"
         load = PgLoad(lab.run_dir, port, load_seconds)
         with steps.step(f"start a write load for {load_seconds} s (pgbench + a 100/s ticker)"):
@@ -69,14 +41,14 @@ def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
             time.sleep(2)
         for i in range(2):
             with steps.step(f"cycle {i + 1}: DAG copydata__{sla}__snapshot (backup mode, pgroup snapshot, WAL)"):
-                _dag(f"copydata__{sla}__snapshot")
+                run_dag(f"copydata__{sla}__snapshot")
             for _ in range(2):
                 time.sleep(3)
                 with steps.step(f"cycle {i + 1}: DAG copydata__{sla}__log_backup"):
-                    _dag(f"copydata__{sla}__log_backup")
+                    run_dag(f"copydata__{sla}__log_backup")
         with steps.step("let the load finish, then a last log backup") as n:
             load.finish()
-            _dag(f"copydata__{sla}__log_backup")
+            run_dag(f"copydata__{sla}__log_backup")
             n["text"] = f"{load.ticks} ticks committed"
         cat = Catalog()
         points = cat.points(NAME)
@@ -84,7 +56,7 @@ def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
         target = dt.datetime.fromtimestamp(math.floor(first.timestamp()) + 4, dt.UTC)
         with steps.step(f"clone at {target.isoformat()} through DAG copydata__{NAME}__clone") as n:
             started = time.perf_counter()
-            _dag(f"copydata__{NAME}__clone", {"clone_name": CLONE, "point_in_time": target.isoformat(),
+            run_dag(f"copydata__{NAME}__clone", {"clone_name": CLONE, "point_in_time": target.isoformat(),
                                              "port": CLONE_PORT, "mask": False})
             clone_sock = paths.home() / "clones" / CLONE / "run"
             with psycopg.connect(host=str(clone_sock), port=CLONE_PORT, user="postgres", dbname="postgres") as c:
@@ -124,7 +96,7 @@ def _summary(points: dict, target, clone_ticks: int, then: int, now: int, sums, 
 
 def _cleanup() -> None:
     try:
-        _dag(f"copydata__{NAME}__clone_delete", {"clone_name": CLONE})
+        run_dag(f"copydata__{NAME}__clone_delete", {"clone_name": CLONE})
     finally:
         labpg.destroy(NAME, out=_quiet())
 

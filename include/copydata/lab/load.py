@@ -3,6 +3,8 @@ so every second of the run holds commits that a point-in-time clone must (or mus
 
 from __future__ import annotations
 
+import contextlib
+import random
 import subprocess
 import threading
 import time
@@ -68,3 +70,69 @@ def pgbench_sums(conn: psycopg.Connection) -> tuple[int, int, int, int]:
     return conn.execute("SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(bbalance) FROM "
                         "pgbench_branches), (SELECT sum(tbalance) FROM pgbench_tellers), "
                         "(SELECT coalesce(sum(delta), 0) FROM pgbench_history)").fetchone()
+
+
+OLTP_ROWS = 200
+
+
+@dataclass
+class MariaLoad:
+    """A ticker (a row every 10 ms, ts = NOW(6)) and an OLTP writer (5 UPDATEs + 1 INSERT per transaction)."""
+
+    client: object  # copydata.lab.myserver.ClientArgs
+    stopping: threading.Event = field(default_factory=threading.Event)
+    errors: list = field(default_factory=list)
+    threads: list = field(default_factory=list)
+
+    def start(self) -> MariaLoad:
+        with contextlib.closing(self.connect()) as c:
+            cur = c.cursor()
+            cur.execute("CREATE DATABASE IF NOT EXISTS app")
+            cur.execute("CREATE TABLE IF NOT EXISTS app.ticks (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                        "ts DATETIME(6) NOT NULL DEFAULT NOW(6))")
+            cur.execute("CREATE TABLE IF NOT EXISTS app.acct (id INT PRIMARY KEY, bal BIGINT NOT NULL)")
+            cur.execute("CREATE TABLE IF NOT EXISTS app.hist (id BIGINT AUTO_INCREMENT PRIMARY KEY, acct INT, "
+                        "delta INT)")
+            cur.execute("USE app")
+            cur.execute(f"INSERT IGNORE INTO app.acct SELECT seq, 0 FROM seq_1_to_{OLTP_ROWS}")
+        self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
+                        for f in (self._ticker, self._oltp)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def connect(self):
+        import mysql.connector
+        return mysql.connector.connect(**self.client.unix(), autocommit=True)
+
+    def finish(self) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(30)
+        if self.errors:
+            raise RuntimeError(f"the load failed: {self.errors}")
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except Exception as exc:  # reported by finish()
+            self.errors.append(repr(exc))
+
+    def _ticker(self) -> None:
+        with contextlib.closing(self.connect()) as c:
+            cur = c.cursor()
+            while not self.stopping.is_set():
+                cur.execute("INSERT INTO app.ticks () VALUES ()")
+                time.sleep(0.01)
+
+    def _oltp(self) -> None:
+        rng = random.Random()
+        with contextlib.closing(self.connect()) as c:
+            cur = c.cursor()
+            while not self.stopping.is_set():
+                cur.execute("START TRANSACTION")
+                accts = sorted(rng.sample(range(1, OLTP_ROWS + 1), 5))
+                for a in accts:
+                    cur.execute("UPDATE app.acct SET bal = bal + 1 WHERE id = %s", (a,))
+                cur.execute("INSERT INTO app.hist (acct, delta) VALUES (%s, 5)", (accts[0],))
+                cur.execute("COMMIT")
