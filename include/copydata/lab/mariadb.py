@@ -142,18 +142,6 @@ def _summary(out: TextIO | None, lab: MyLab, port: int, host: str, vols: list[La
 def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO | None = None) -> None:
     require_root()
     lab = MyLab(check_name(name), lab_dir(name))
-    vols = lab_volumes(lab)
-    sla_file = sla.sla_path(sla_dir, lab.name)
-    existed = lab.root.exists() or sla_file.exists()
-    steps = Steps(f"copydata lab mariadb destroy {lab.name}", out)
-    endpoint = storage.emulator_step(steps)
-    with steps.step("server") as note:
-        note["text"] = "stopped" if myserver.stop(lab) else "not running"
-    with storage.array_session(endpoint) as s:
-        existed = storage.teardown_array(steps, s, vols, list(lab_pgroups(lab.name)), out) or existed
-    storage.catalog_step(steps, lab.name)
-    with steps.step("airflow connection") as note:
-        note["text"] = airflow_conns.remove_or_warn(conn_id(lab.name)) if airflow else "skipped (--no-airflow)"
-    with steps.step("SLA file and lab folder") as note:
-        note["text"] = storage.remove_files(lab.root, sla_file)
-    print(f"\n== lab {lab.name} {'destroyed' if existed else 'did not exist: nothing to do'}", file=out, flush=True)
+    storage.destroy_lab("mariadb", lab.name, lab.root, lab_volumes(lab), list(lab_pgroups(lab.name)),
+                        conn_id(lab.name), sla.sla_path(sla_dir, lab.name), lambda: myserver.stop(lab), airflow,
+                        out)

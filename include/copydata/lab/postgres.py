@@ -127,22 +127,12 @@ def _summary(out: TextIO, lab: PgLab, port: int, host: str, vols: list[LabVolume
 def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO | None = None) -> None:
     require_root()
     lab = PgLab(check_name(name), lab_dir(name))
-    vols = lab_volumes(lab)
-    sla_file = sla.sla_path(sla_dir, lab.name)
-    existed = lab.root.exists() or sla_file.exists()
-    steps = Steps(f"copydata lab postgres destroy {lab.name}", out)
-    endpoint = storage.emulator_step(steps)
-    with steps.step("server") as note:
+
+    def stop_server() -> bool:
         running = pgserver.is_running(lab)
         if running:
             pgserver.engine().stop(lab.data_mount)
-        note["text"] = "stopped" if running else "not running"
-    with storage.array_session(endpoint) as s:
-        existed = storage.teardown_array(steps, s, vols, list(lab_pgroups(lab.name)), out) or existed
-    storage.catalog_step(steps, lab.name)
-    with steps.step("airflow connection") as note:
-        note["text"] = (airflow_conns.remove_or_warn(f"copydata_pg_{lab.name}") if airflow
-                        else "skipped (--no-airflow)")
-    with steps.step("SLA file and lab folder") as note:
-        note["text"] = storage.remove_files(lab.root, sla_file)
-    print(f"\n== lab {lab.name} {'destroyed' if existed else 'did not exist: nothing to do'}", file=out, flush=True)
+        return running
+
+    storage.destroy_lab("postgres", lab.name, lab.root, lab_volumes(lab), list(lab_pgroups(lab.name)),
+                        f"copydata_pg_{lab.name}", sla.sla_path(sla_dir, lab.name), stop_server, airflow, out)

@@ -239,3 +239,24 @@ def remove_files(root: Path, sla_file: Path) -> str:
         shutil.rmtree(root)
         notes.append(f"removed {root}")
     return "; ".join(notes) or "nothing left"
+
+
+def destroy_lab(kind: str, name: str, root: Path, vols: list[LabVolume], pgroups: list[str], conn_id: str,
+                sla_file: Path, stop_server, airflow: bool, out) -> None:
+    """The teardown both labs share; stop_server() stops the database and says whether it ran."""
+    from . import airflow_conns
+    from .common import Steps
+
+    existed = root.exists() or sla_file.exists()
+    steps = Steps(f"copydata lab {kind} destroy {name}", out)
+    endpoint = emulator_step(steps)
+    with steps.step("server") as note:
+        note["text"] = "stopped" if stop_server() else "not running"
+    with array_session(endpoint) as s:
+        existed = teardown_array(steps, s, vols, pgroups, out) or existed
+    catalog_step(steps, name)
+    with steps.step("airflow connection") as note:
+        note["text"] = airflow_conns.remove_or_warn(conn_id) if airflow else "skipped (--no-airflow)"
+    with steps.step("SLA file and lab folder") as note:
+        note["text"] = remove_files(root, sla_file)
+    print(f"\n== lab {name} {'destroyed' if existed else 'did not exist: nothing to do'}", file=out, flush=True)
