@@ -23,3 +23,9 @@ def clones(app: str) -> AssetAlias:
 
 def clone(app: str, name: str) -> Asset:
     return Asset(name=f"copydata__{app}__clone__{name}", uri=f"copydata://{app}/clones/{name}", group="copydata")
+
+
+def replica(app: str, target: str) -> Asset:
+    """The application's points in one replication target (repository)."""
+    return Asset(name=f"copydata__{app}__replica__{target}", uri=f"copydata://{app}/replicas/{target}",
+                 group="copydata")

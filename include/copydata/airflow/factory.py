@@ -1,6 +1,7 @@
 """The DAG factory: SLA files -> Airflow DAGs. Parsing is cheap: no array, database or catalog calls.
 
-Per SLA: copydata__<sla>__snapshot, __log_backup, __retention.
+Per SLA: copydata__<sla>__snapshot, __log_backup, __retention; with replication targets also
+copydata__<sla>__replicate (on the snapshot assets) and __replica_maintenance (daily).
 Per application: copydata__<app>__clone, __clone_refresh, __clone_delete, __restore.
 """
 
@@ -10,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetAny, Param
 
 from copydata.airflow import assets
 from copydata.airflow.operators.copydata import (
@@ -22,6 +23,7 @@ from copydata.airflow.operators.copydata import (
     RetentionOperator,
     SnapshotOperator,
 )
+from copydata.airflow.operators.replication import ReplicaMaintenanceOperator, ReplicateOperator
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 CLONE_NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"
@@ -44,6 +46,8 @@ def sla_dags(sla, sla_file: Path) -> list[DAG]:
     dags = [_snapshot_dag(sla, sla_file), _retention_dag(sla, sla_file)]
     if sla.log_backup is not None:
         dags.append(_log_dag(sla, sla_file))
+    if sla.replication is not None and sla.replication.targets and sla.applications:
+        dags += _replication_dags(sla, sla_file)
     for app in sla.applications:
         dags += app_dags(sla, app, sla_file)
     return dags
@@ -76,6 +80,35 @@ def _retention_dag(sla, sla_file: Path) -> DAG:
         for app in sla.applications:
             RetentionOperator(task_id=f"retention__{app.name}", sla_file=str(sla_file), application=app.name)
     return dag
+
+
+def replication_schedule(sla):
+    """Data-aware: a run whenever a snapshot of any of the SLA's applications is recorded."""
+    snapshots = [assets.snapshots(app.name) for app in sla.applications]
+    return snapshots if len(snapshots) == 1 else AssetAny(*snapshots)
+
+
+def _replication_dags(sla, sla_file: Path) -> list[DAG]:
+    f, targets = str(sla_file), sla.replication.targets
+    names = ", ".join(f"**{t.name}** ({t.url})" for t in targets)
+    with DAG(f"copydata__{sla.name}__replicate", schedule=replication_schedule(sla), **_common(
+            sla, "replicate", f"Replicate the snapshots and logs of SLA **{sla.name}** to {names}: incremental "
+                              "forever from the array's block differences; resumable (docs/replication.md).")) as rep:
+        for app in sla.applications:
+            previous = None
+            for t in targets:
+                task = ReplicateOperator(task_id=f"replicate__{app.name}__{t.name}", sla_file=f, application=app.name,
+                                         target=t.name, inlets=[assets.snapshots(app.name), assets.logs(app.name)],
+                                         outlets=[assets.replica(app.name, t.name)])
+                if previous is not None:   # one at a time per application: they share <app>-repl-<role> volumes
+                    previous >> task
+                previous = task
+    with DAG(f"copydata__{sla.name}__replica_maintenance", schedule="@daily", **_common(
+            sla, "replica_maintenance", f"Retention (keep_last points per application), garbage collection and a "
+                                        f"5 % verify sample of the replication targets of SLA **{sla.name}**.")) as mnt:
+        for t in targets:
+            ReplicaMaintenanceOperator(task_id=f"maintenance__{t.name}", sla_file=f, target=t.name, verify_sample=0.05)
+    return [rep, mnt]
 
 
 def _clone_params(app, port: bool) -> dict:

@@ -7,7 +7,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    WithJsonSchema,
+    model_validator,
+)
 
 from . import rules
 from .fields import (
@@ -24,6 +32,7 @@ from .fields import (
     Schedule,
     Text,
     Volumes,
+    _error,
 )
 
 
@@ -155,6 +164,88 @@ class Application(_Model):
 Applications = Annotated[list[Application], Expect("a list of applications, each starting with '- name:'")]
 
 
+# -- replication to object storage (docs/replication.md) ---------------------------------------------
+
+REPO_URL_PATTERN = r"^((s3|s3a|wasb|wasbs|az|gs|gcs)://[^/\s]+(/\S*)?|file://(localhost)?/\S*)$"
+REPO_URL_EXPECTED = "a repository URL: s3://bucket/prefix, wasb://container/prefix, gs://bucket/prefix or file:///path"
+BLOCK_SIZE_EXPECTED = "a power of two from 4K to 4M, in bytes or with a unit (4K, 256K, 1M, 4MiB)"
+BANDWIDTH_EXPECTED = "bytes per second, or a rate such as 50MB/s or 40MiB/s (decimal MB, binary MiB)"
+
+
+def _block_size(value: Any) -> int:
+    from copydata.replication.units import parse_size
+
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise _error("block_size", str(exc), BLOCK_SIZE_EXPECTED) from None
+    if not (4 << 10 <= size <= 4 << 20) or size & (size - 1):
+        raise _error("block_size", f"{value!r} is not a power of two from 4 KiB to 4 MiB", BLOCK_SIZE_EXPECTED)
+    return size
+
+
+def _bandwidth(value: Any) -> int | None:
+    from copydata.replication.units import parse_rate
+
+    try:
+        rate = parse_rate(value)
+    except ValueError:
+        raise _error("bandwidth", f"{value!r} is not a byte rate", BANDWIDTH_EXPECTED) from None
+    return None if rate is None else int(rate)
+
+
+_SIZE_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 4096, "maximum": 4194304},
+                          {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmM](i?[bB])?)?\s*$"}],
+                "description": BLOCK_SIZE_EXPECTED}
+_RATE_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 0},
+                          {"type": "string", "pattern": r"^\s*(unlimited|\d+(\.\d+)?\s*([kKmMgGtT](i?[bB])?|[bB])?"
+                                                        r"\s*(/s)?)\s*$"},
+                          {"type": "null"}],
+                "description": BANDWIDTH_EXPECTED}
+RepoUrl = Annotated[str, Field(pattern=REPO_URL_PATTERN), Expect(REPO_URL_EXPECTED)]
+BlockSize = Annotated[int, PlainValidator(_block_size), WithJsonSchema(_SIZE_SCHEMA), Expect(BLOCK_SIZE_EXPECTED)]
+Bandwidth = Annotated[int | None, PlainValidator(_bandwidth), WithJsonSchema(_RATE_SCHEMA), Expect(BANDWIDTH_EXPECTED)]
+Workers = Annotated[int, Field(ge=1, le=64, strict=True), Expect("a whole number from 1 to 64")]
+KeepLast = Annotated[int, Field(ge=1, strict=True), Expect("a whole number, 1 or more")]
+
+
+class ReplicationTarget(_Model):
+    """A repository (object storage or a folder) that receives the applications' recovery points and logs."""
+
+    name: Name = Field(description="Target name, unique in this SLA; part of task ids and asset URIs.")
+    url: RepoUrl = Field(description=(
+        "Repository URL: s3://bucket/prefix, wasb://container/prefix, gs://bucket/prefix or file:///path."))
+    conn_id: ConnId | None = Field(None, description=(
+        "Airflow connection of the store (aws, wasb or google_cloud_platform); none for file://. Default: "
+        "the provider's default connection (aws_default, wasb_default, google_cloud_default)."))
+    key_conn_id: ConnId | None = Field(None, description=(
+        "Airflow connection holding the repository's AES-256 key (password or extra 'key': 64 hex digits or "
+        "base64 of 32 bytes). None: the repository is not encrypted."))
+    block_size: BlockSize = Field(1 << 20, description=(
+        "Block (and chunk) size of a new repository: a power of two from 4K to 4M. Default 1M."))
+    workers: Workers = Field(4, description="Parallel uploads and downloads.")
+    bandwidth: Bandwidth = Field(None, description=(
+        "Upload cap in bytes/s or as a rate such as 50MB/s; none: unlimited."))
+    keep_last: KeepLast = Field(7, description="Points kept per application by the daily retention.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> ReplicationTarget:
+        rules.raise_violations(type(self).__name__, list(rules.replication_target(self)))
+        return self
+
+
+class Replication(_Model):
+    """Replication of every application's snapshots and logs to one or more repositories."""
+
+    targets: list[ReplicationTarget] = Field(min_length=1, description=(
+        "Repositories; each gets every application of the SLA (DAG copydata__<sla>__replicate)."))
+
+    @model_validator(mode="after")
+    def _rules(self) -> Replication:
+        rules.raise_violations(type(self).__name__, list(rules.replication(self)))
+        return self
+
+
 class Sla(_Model):
     """A copydata SLA: snapshot schedule, log backups, retention and clone policy for its applications."""
 
@@ -165,6 +256,8 @@ class Sla(_Model):
     retention: Retention = Field(default_factory=Retention)
     clone_policy: ClonePolicy = Field(default_factory=ClonePolicy)
     applications: Applications = Field(default_factory=list)
+    replication: Replication | None = Field(None, description=(
+        "Replication to object storage (docs/replication.md); none when absent."))
     _source_file: Path | None = PrivateAttr(None)  # set by the loader
 
     @model_validator(mode="after")

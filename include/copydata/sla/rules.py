@@ -12,7 +12,15 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from .durations import format_duration
 
 if TYPE_CHECKING:
-    from .model import Application, ClonePolicy, Retention, Sla, SnapshotPolicy
+    from .model import (
+        Application,
+        ClonePolicy,
+        Replication,
+        ReplicationTarget,
+        Retention,
+        Sla,
+        SnapshotPolicy,
+    )
 
 MIN_INTERVAL = timedelta(minutes=1)
 REQUIRED_ROLES = {"postgresql": ("data", "archive")}
@@ -77,6 +85,27 @@ def application(app: Application) -> Iterator[Violation]:
                         "roles that are listed under volumes", role)
     yield from _distinct(app.volumes, "volumes", "volume")
     yield from _distinct(app.mounts, "mounts", "mount point")
+
+
+def replication_target(target: ReplicationTarget) -> Iterator[Violation]:
+    if target.url.startswith("file:") and target.conn_id is not None:
+        yield Violation(("conn_id",), "a file:// target needs no connection", "no conn_id (null) for file://",
+                        target.conn_id)
+
+
+def replication(model: Replication) -> Iterator[Violation]:
+    names: dict[str, int] = {}
+    urls: dict[str, int] = {}
+    for i, t in enumerate(model.targets):
+        if t.name in names:
+            yield Violation(("targets", i, "name"), f"target {t.name!r} is already defined at targets[{names[t.name]}]",
+                            "a target name unique in this SLA", t.name)
+        names.setdefault(t.name, i)
+        url = t.url.rstrip("/")
+        if url in urls:
+            yield Violation(("targets", i, "url"), f"targets[{urls[url]}] already uses {t.url}",
+                            "a different repository URL for each target", t.url)
+        urls.setdefault(url, i)
 
 
 def _distinct(mapping: dict[str, str], section: str, what: str) -> Iterator[Violation]:
