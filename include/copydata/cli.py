@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import paths
 from .lab import cli as lab_cli
+from .replication import repo_cli
 
 
 def _emulator_parser(sub) -> None:
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     lab_cli.add_parser(sub)
     _sla_parser(sub)
     _catalog_parsers(sub)
+    repo_cli.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return commands.run(args)
     if args.command == "lab":
         return lab_cli.run(args)
+    if args.command == "repo":
+        return repo_cli.run(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,0 +1,647 @@
+"""Restore from a copydata repository: volume images, and a running PostgreSQL at a point in time.
+
+- `restore_point` writes a recovery point's volume images to array volumes (a *delta restore* through the
+  proxy host: only blocks that differ from what the volume holds are written) or to local image files.
+- `recover_from_repo` builds a running PostgreSQL at a point in time from the repository alone: the `data`
+  image is restored (to an array volume, or to a local file attached with a loop device: a site without
+  the array), mounted, and replayed with WAL that a parallel prefetcher (copydata.replication.logfetch)
+  downloads in order, ahead of the replay, into a local folder laid out like the archive volume.
+
+Conventions of the repository (shared with copydata.replication.replicate): application = SLA application,
+point = the catalog snapshot's pgroup_snapshot, manifest engine metadata = {"engine", "consistent_at",
+"snapshot": the catalog snapshot's engine_meta, "roles": {role: volume}}, logs at logs/<application>/<file>
+named like the archive's files. Guide: docs/restore-from-object-storage.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from copydata import sysutil
+from copydata.replication import logfetch
+from copydata.repo.errors import RepositoryError
+from copydata.repo.images import restore_image
+from copydata.repo.logs import read_log_index
+from copydata.repo.manifest import Manifest, VolumeEntry
+
+if TYPE_CHECKING:
+    from copydata.array.types import ArrayClient
+    from copydata.connector.base import HostConnector
+    from copydata.engines.base import DbTarget, Engine
+    from copydata.repo.repository import Repository
+
+log = logging.getLogger(__name__)
+
+POSTGRES_ENGINES = ("postgresql", "postgres")
+LOCK_WAIT = 60.0   # seconds to wait for a GC (exclusive lock) to finish before a restore gives up
+
+
+class LogMissing(RepositoryError):
+    """A log the recovery needs is not in the repository. `name` is the first missing file."""
+
+    def __init__(self, message: str, name: str):
+        super().__init__(message)
+        self.name = name
+
+
+class RecoveryError(RepositoryError):
+    """A point cannot be recovered as asked (no point before the target, unsupported engine, ...)."""
+
+
+# -- points ------------------------------------------------------------------------------------------
+
+def parse_time(value: str | dt.datetime | None) -> dt.datetime | None:
+    """'latest' / '' / None -> None; ISO 8601 with a zone ('Z' allowed) -> aware UTC datetime."""
+    if value is None or isinstance(value, dt.datetime):
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            raise ValueError(f"point in time {value} has no time zone")
+        return value.astimezone(dt.UTC) if value is not None else None
+    text = str(value).strip()
+    if text.lower() in ("", "latest"):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"point in time {value!r}: expected ISO 8601 like 2026-11-27T10:15:00Z, "
+                         "or 'latest'") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"point in time {value!r} has no time zone: add Z (UTC) or an offset")
+    return parsed.astimezone(dt.UTC)
+
+
+def volumes_by_role(manifest: Manifest) -> dict[str, VolumeEntry]:
+    """{role: volume entry}: the entries' own role, else the engine metadata's roles map, else the name."""
+    out: dict[str, VolumeEntry] = {v.role: v for v in manifest.volumes if v.role}
+    names = {v.name: v for v in manifest.volumes}
+    for role, volume in (manifest.engine.get("roles") or {}).items():
+        if role not in out and volume in names:
+            out[role] = names[volume]
+    for v in manifest.volumes:
+        if not v.role and v.name not in out:
+            out[v.name] = v
+    return out
+
+
+@dataclass(frozen=True)
+class PointInfo:
+    application: str
+    point: str
+    consistent_at: dt.datetime | None
+    created: str
+    engine: str | None
+    volumes: dict[str, VolumeEntry] = field(repr=False)
+    manifest: Manifest = field(repr=False)
+
+    @property
+    def size(self) -> int:
+        return sum(v.size for v in self.volumes.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"application": self.application, "point": self.point,
+                "consistent_at": self.consistent_at.isoformat() if self.consistent_at else None,
+                "created": self.created, "engine": self.engine,
+                "volumes": {r: {"name": v.name, "size": v.size, "block_size": v.block_size,
+                                "stored_blocks": sum(1 for c in v.chunks if c), "sha256": v.sha256}
+                            for r, v in self.volumes.items()}}
+
+
+def point_info(manifest: Manifest) -> PointInfo:
+    at = manifest.engine.get("consistent_at")
+    return PointInfo(manifest.application, manifest.point, parse_time(at) if at else None, manifest.created,
+                     manifest.engine.get("engine"), volumes_by_role(manifest), manifest)
+
+
+def list_points(repo: Repository, application: str) -> list[PointInfo]:
+    """The application's points, oldest first (by consistent_at, then name)."""
+    infos = [point_info(repo.read_manifest(a, p)) for a, p in repo.points(application)]
+    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(infos, key=lambda i: (i.consistent_at or floor, i.point))
+
+
+def choose_point(repo: Repository, application: str, target: dt.datetime | None,
+                 point: str | None = None) -> PointInfo:
+    """The named point (checked against the target), else the newest point consistent at or before the
+    target, else (latest) the newest point."""
+    if point:
+        info = point_info(repo.read_manifest(application, point))
+        if target is not None and info.consistent_at is not None and info.consistent_at > target:
+            raise RecoveryError(f"point {application}/{point} is consistent at {info.consistent_at.isoformat()}, "
+                                f"after the target {target.isoformat()}")
+        return info
+    points = list_points(repo, application)
+    if not points:
+        raise RecoveryError(f"the repository holds no point of {application}")
+    if target is None:
+        return points[-1]
+    before = [p for p in points if p.consistent_at is not None and p.consistent_at <= target]
+    if not before:
+        known = ", ".join(f"{p.point} ({p.consistent_at.isoformat() if p.consistent_at else '?'})" for p in points)
+        raise RecoveryError(f"no point of {application} is consistent at or before {target.isoformat()}; "
+                            f"points: {known}")
+    return before[-1]
+
+
+# -- destinations ------------------------------------------------------------------------------------
+
+@dataclass
+class LocalFiles:
+    """One image file per role in folder: <folder>/<role>.img. An existing file gets a delta restore."""
+
+    folder: Path
+    roles: list[str] | None = None
+
+    def path(self, role: str) -> Path:
+        return Path(self.folder) / f"{role}.img"
+
+    def describe(self) -> str:
+        return f"files in {self.folder}"
+
+
+@dataclass
+class ArrayVolumes:
+    """Array volumes by role, reached through this (proxy) host: created with the point's size if missing,
+    grown if smaller, connected to `host`, then delta-restored. `disconnect` afterwards, or leave them
+    connected (e.g. to mount them)."""
+
+    array: ArrayClient
+    connector: HostConnector
+    host: str
+    volumes: dict[str, str]
+    disconnect: bool = False
+
+    @property
+    def roles(self) -> list[str]:
+        return list(self.volumes)
+
+    def describe(self) -> str:
+        return "array volumes " + ", ".join(f"{r}={v}" for r, v in self.volumes.items())
+
+
+Destination = LocalFiles | ArrayVolumes
+
+
+@dataclass
+class DestinationSpec:
+    """A destination as text (CLI, templated operator fields), before an array client is bound:
+    `/path`, `file:///path`, `dir:/path` -> local files; `array:PREFIX` -> volumes PREFIX-<role>;
+    `array:data=vol1,archive=vol2` -> those volumes."""
+
+    folder: Path | None = None
+    prefix: str | None = None
+    volumes: dict[str, str] | None = None
+
+    @property
+    def is_array(self) -> bool:
+        return self.folder is None
+
+    def volume_names(self, roles: list[str]) -> dict[str, str]:
+        if self.volumes is not None:
+            return dict(self.volumes)
+        return {role: f"{self.prefix}-{role}" for role in roles}
+
+
+def parse_destination(value: str | dict | os.PathLike) -> DestinationSpec:
+    if isinstance(value, dict):
+        if value.get("dir"):
+            return DestinationSpec(folder=Path(value["dir"]))
+        if value.get("volumes"):
+            return DestinationSpec(volumes={str(k): str(v) for k, v in value["volumes"].items()})
+        if value.get("prefix"):
+            return DestinationSpec(prefix=str(value["prefix"]))
+        raise ValueError(f"destination {value!r}: expected a 'dir', 'volumes' or 'prefix' key")
+    text = os.fspath(value).strip()
+    for scheme in ("file://", "dir:"):
+        if text.startswith(scheme):
+            text = text[len(scheme):]
+            break
+    else:
+        if text.startswith("array:"):
+            body = text[len("array:"):].strip()
+            if not body:
+                raise ValueError("destination 'array:' needs a volume prefix or role=volume pairs")
+            if "=" in body:
+                pairs = [p.split("=", 1) for p in body.split(",") if p.strip()]
+                return DestinationSpec(volumes={r.strip(): v.strip() for r, v in pairs})
+            return DestinationSpec(prefix=body)
+    if not text.startswith("/"):
+        raise ValueError(f"destination {value!r}: expected an absolute folder, dir:/path, array:PREFIX "
+                         "or array:role=volume,...")
+    return DestinationSpec(folder=Path(text))
+
+
+# -- restoring points --------------------------------------------------------------------------------
+
+@dataclass
+class VolumeResult:
+    role: str
+    volume: str           # the manifest's volume name
+    target: str           # file path, or array volume name
+    size: int
+    written: int = 0      # blocks written from the repository
+    unchanged: int = 0    # blocks the target already held
+    zeroed: int = 0       # blocks made zero
+    bytes_written: int = 0
+    seconds: float = 0.0
+    created: bool = False
+    device: str | None = None
+
+    @property
+    def blocks(self) -> int:
+        return self.written + self.unchanged + self.zeroed
+
+
+@dataclass
+class RestoreReport:
+    application: str
+    point: str
+    destination: str
+    volumes: list[VolumeResult]
+    seconds: float = 0.0
+
+    def volume(self, role: str) -> VolumeResult:
+        return next(v for v in self.volumes if v.role == role)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.application}/{self.point} -> {self.destination} in {self.seconds:.1f} s"]
+        for v in self.volumes:
+            out.append(f"  {v.role:<8} {v.target}: {v.blocks} blocks, {v.written} written "
+                       f"({v.bytes_written / (1 << 20):.1f} MiB), {v.unchanged} unchanged, {v.zeroed} zeroed"
+                       f"{' (created)' if v.created else ''}, {v.seconds:.1f} s")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"application": self.application, "point": self.point, "destination": self.destination,
+                "seconds": round(self.seconds, 3),
+                "volumes": [{"role": v.role, "volume": v.volume, "target": v.target, "size": v.size,
+                             "written": v.written, "unchanged": v.unchanged, "zeroed": v.zeroed,
+                             "bytes_written": v.bytes_written, "created": v.created,
+                             "seconds": round(v.seconds, 3)} for v in self.volumes]}
+
+
+def restore_point(repo: Repository, application: str, point: str, destination: Destination,
+                  roles: list[str] | None = None, lock_wait: float = LOCK_WAIT) -> RestoreReport:
+    """Write the point's volume images (all roles, or `roles`, or the destination's) to the destination,
+    under a shared lock. Every volume is checked against the manifest's digest (and SHA-256)."""
+    with repo.lock("shared", f"restore {application}/{point}", wait=lock_wait):
+        return restore_volumes(repo, point_info(repo.read_manifest(application, point)), destination, roles)
+
+
+def _restore_volume(repo: Repository, role: str, entry: VolumeEntry, destination: Destination) -> VolumeResult:
+    t0 = time.monotonic()
+    if isinstance(destination, LocalFiles):
+        path = destination.path(role)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        res = VolumeResult(role, entry.name, str(path), entry.size, created=not path.exists())
+        r = restore_image(repo, entry, path, only_differing=not res.created)
+    else:
+        name = destination.volumes[role]
+        res = VolumeResult(role, entry.name, name, entry.size)
+        with _array_device(destination, name, entry.size, res) as device:
+            r = restore_image(repo, entry, device, only_differing=True)
+    res.written, res.unchanged, res.zeroed, res.bytes_written = r.written, r.unchanged, r.zeroed, r.bytes_written
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+@contextlib.contextmanager
+def _array_device(dest: ArrayVolumes, name: str, size: int, res: VolumeResult) -> Iterator[str]:
+    """The volume's block device on this host: created or grown as needed, connected, not mounted, with
+    the host's cached blocks dropped before and after the restore."""
+    vol = dest.array.find_volume(name)
+    if vol is None:
+        vol = dest.array.create_volume(name, size)
+        res.created = True
+    elif vol.size < size:
+        log.info("growing volume %s from %d to %d bytes", name, vol.size, size)
+        vol = dest.array.resize_volume(name, size)
+    dest.array.connect(dest.host, name)
+    device = dest.connector.device(vol.serial)
+    mounted = sysutil.mounts_of(device)
+    if mounted:
+        raise RepositoryError(f"volume {name} is mounted at {', '.join(mounted)}: unmount it before restoring")
+    dest.connector.flush(device)
+    res.device = device
+    yield device
+    dest.connector.flush(device)
+    if dest.disconnect:
+        dest.connector.release(vol.serial)
+        dest.array.disconnect(dest.host, name)
+        res.device = None
+
+
+# -- the logs a point needs --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogPlan:
+    histories: list[str]       # every timeline history file stored (small)
+    segments: list[str]        # start segment .. the end of the contiguous run, in replay order
+    consistent_through: str    # the stop segment: the point is consistent once it is replayed
+    next_missing: str          # the first segment after the plan (not stored, or not yet written)
+
+    @property
+    def names(self) -> list[str]:
+        return self.histories + self.segments
+
+
+def plan_wal(names: list[str], snapshot_meta: dict[str, Any], application: str = "") -> LogPlan:
+    """The WAL a PostgreSQL point needs: every segment from the snapshot's start segment through its stop
+    segment (LogMissing names the first one absent), then every further segment as long as the sequence
+    is unbroken. Segments of older timelines than the point's are left out."""
+    from copydata.engines.postgres import wal
+
+    start = snapshot_meta.get("start_segment") or _label_segment(snapshot_meta.get("backup_label") or "")
+    if not start:
+        raise RecoveryError(f"{application}: the point's engine metadata has no start_segment or backup_label")
+    stop = snapshot_meta.get("stop_segment") or start
+    tli, start_no = wal.parse(start)
+    stop_no = max(start_no, wal.parse(stop)[1])
+    by_no: dict[int, list[str]] = {}
+    for n in names:
+        if wal.SEGMENT_RE.match(n):
+            seg_tli, no = wal.parse(n)
+            if seg_tli >= tli and no >= start_no:
+                by_no.setdefault(no, []).append(n)
+    for no in range(start_no, stop_no + 1):
+        if no not in by_no:
+            missing = wal.name(tli, no)
+            raise LogMissing(f"log {application}/{missing} is missing from the repository: point needs "
+                             f"{start} .. {stop} to become consistent", missing)
+    end = stop_no
+    while end + 1 in by_no:
+        end += 1
+    newest_tli = max(wal.parse(n)[0] for n in by_no[end])
+    segments = [n for no in range(start_no, end + 1) for n in sorted(by_no[no])]
+    histories = sorted(n for n in names if n.endswith(".history"))
+    return LogPlan(histories, segments, stop, wal.name(newest_tli, end + 1))
+
+
+def _label_segment(labelfile: str) -> str | None:
+    for line in labelfile.splitlines():
+        if line.startswith("START WAL LOCATION:") and "(file " in line:
+            return line.split("(file ")[1].rstrip(")").strip()
+    return None
+
+
+def latest_covered(repo: Repository, application: str, segments: list[str], look_back: int = 16
+                   ) -> dt.datetime | None:
+    """The newest `covered_to` a log index records in its metadata (a log backup's last segment), looking
+    at the newest `look_back` segments of the plan; None if none records one."""
+    for name in reversed(segments[-look_back:]):
+        with contextlib.suppress(RepositoryError):
+            covered = read_log_index(repo, application, name).metadata.get("covered_to")
+            if covered:
+                return parse_time(covered)
+    return None
+
+
+# -- recovery ----------------------------------------------------------------------------------------
+
+@dataclass
+class Recovery:
+    """A running database recovered from a repository. close() stops it and releases what it holds."""
+
+    application: str
+    point: str
+    consistent_at: dt.datetime | None
+    target: dt.datetime | None
+    workdir: Path
+    data_mount: Path
+    log_folder: Path
+    run_dir: Path
+    db: DbTarget | None = None
+    engine: Engine | None = field(default=None, repr=False)
+    restore: RestoreReport | None = field(default=None, repr=False)
+    fetch: logfetch.FetchStats = field(default_factory=logfetch.FetchStats, repr=False)
+    requests: logfetch.Requests = field(default_factory=logfetch.Requests, repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+    loop_device: str | None = None
+    data_image: Path | None = None
+    data_volume: str | None = None
+    _closers: list = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {"application": self.application, "point": self.point,
+                "consistent_at": self.consistent_at.isoformat() if self.consistent_at else None,
+                "target": self.target.isoformat() if self.target else "latest",
+                "host": self.db.host if self.db else None, "port": self.db.port if self.db else None,
+                "data_mount": str(self.data_mount),
+                "data_image": str(self.data_image) if self.data_image else None,
+                "data_volume": self.data_volume, "loop_device": self.loop_device,
+                "wal_files": self.fetch.fetched, "wal_bytes": self.fetch.bytes,
+                "wal_requested": len(self.requests.served),
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+
+    def close(self, remove_files: bool = True) -> None:
+        """Stop the server, unmount, detach the loop device; remove the work folder's files (the image,
+        the fetched logs) unless remove_files is False. Idempotent; keeps going after an error."""
+        _run_closers(self._closers)
+        if remove_files and self.workdir.exists() and not _mounted_under(self.workdir):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def recover_from_repo(repo: Repository, application: str, workdir: str | os.PathLike, port: int, *,
+                      point: str | None = None, point_in_time: str | dt.datetime | None = None,
+                      data_on: ArrayVolumes | None = None, name: str | None = None,
+                      engine: Engine | None = None, data_directory: str = "pgdata", os_user: str = "postgres",
+                      fetch_workers: int = 4, readahead: int = 32, overlap: bool = True,
+                      timeout: float = 900, lock_wait: float = LOCK_WAIT) -> Recovery:
+    """Start a PostgreSQL recovered to `point_in_time` (ISO 8601, or 'latest'/None) from `point` (default:
+    the newest point consistent at or before the target) using only the repository.
+
+    The data image goes to <workdir>/data.img (attached with a loop device) or, with `data_on`, to the
+    array volume named for role "data" (delta restore). It is mounted at <workdir>/data; the WAL is fetched
+    into <workdir>/logs/wal/ and the server's sockets and log are in <workdir>/run. With `overlap` the
+    server starts as soon as the data is restored, and its restore_command waits for segments still being
+    fetched; without, every planned segment is fetched first and the engine's own restore_command is used.
+    `latest` recovers to the newest `covered_to` the log indexes record, else to the end of the stored WAL.
+    On failure everything made here is released before the error is raised."""
+    from copydata.connector import LocalConnector
+    from copydata.engines.base import CloneSpec
+    from copydata.engines.postgres import PostgresEngine, RecoveryFailed
+
+    t_start = time.monotonic()
+    workdir = Path(workdir).resolve()
+    target = parse_time(point_in_time)
+    closers: list = []
+    lock = repo.lock("shared", f"recover {application}", wait=lock_wait)
+    closers.append(lock.release)
+    fetcher: logfetch.LogFetcher | None = None
+    try:
+        info = choose_point(repo, application, target, point)
+        if (info.engine or "postgresql") not in POSTGRES_ENGINES:
+            raise RecoveryError(f"point {application}/{info.point} is a {info.engine} point: recovery from a "
+                                "repository supports PostgreSQL only")
+        if "data" not in info.volumes:
+            raise RecoveryError(f"point {application}/{info.point} has no 'data' volume")
+        meta = dict(info.manifest.engine.get("snapshot") or {})
+        plan = plan_wal(repo.logs(application), meta, application)
+        if target is None:
+            target = latest_covered(repo, application, plan.segments)
+            if target is not None and info.consistent_at is not None and target < info.consistent_at:
+                target = None
+        log.info("%s: recovering %s (consistent at %s) to %s with %d WAL files planned (%s .. %s)",
+                 application, info.point, info.consistent_at, target or "the end of the stored WAL",
+                 len(plan.names), plan.segments[0], plan.segments[-1])
+
+        if workdir.exists() and (_mounted_under(workdir) or sysutil.loops_backed_by(workdir)):
+            raise RecoveryError(f"work folder {workdir} is in use (mounted or attached): discard it first")
+        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.chmod(0o755)
+        log_folder, data_mount, run_dir = workdir / "logs", workdir / "data", workdir / "run"
+        fetcher = logfetch.LogFetcher(repo, application, plan.names, log_folder, workers=fetch_workers,
+                                      readahead=readahead if overlap else max(1, len(plan.names)),
+                                      os_user=os_user)
+        closers.append(fetcher.stop)
+        fetcher.start()   # downloads WAL while the data image is restored
+
+        connector = data_on.connector if data_on is not None else LocalConnector()
+        rec = Recovery(application, info.point, info.consistent_at, target, workdir=workdir, data_mount=data_mount,
+                       log_folder=log_folder, run_dir=run_dir, fetch=fetcher.stats, _closers=closers)
+        t = time.monotonic()
+        if data_on is None:
+            files = LocalFiles(workdir, ["data"])
+            rec.restore = restore_volumes(repo, info, files)
+            rec.data_image = files.path("data")
+            rec.loop_device = sysutil.loop_attach(rec.data_image)
+            closers.append(lambda dev=rec.loop_device: sysutil.loop_detach(dev))
+            device = rec.loop_device
+        else:
+            volumes = {"data": data_on.volumes["data"]}
+            dest = ArrayVolumes(data_on.array, data_on.connector, data_on.host, volumes, disconnect=False)
+            rec.restore = restore_volumes(repo, info, dest)
+            rec.data_volume = volumes["data"]
+            device = rec.restore.volume("data").device
+        rec.timings["restore_data_s"] = time.monotonic() - t
+        connector.mount(device, str(data_mount))
+        closers.append(lambda: connector.unmount(str(data_mount)))
+
+        engine = engine or PostgresEngine(None, data_directory=data_directory, os_user=os_user)
+        rec.engine = engine
+        spec = CloneSpec(name=name or f"{application}-repo"[:63], data_mount=data_mount, log_mount=log_folder,
+                         port=port, target=target, snapshot_meta=meta, run_dir=run_dir)
+        if not overlap:
+            t = time.monotonic()
+            fetcher.wait(timeout=timeout)
+            rec.timings["fetch_wait_s"] = time.monotonic() - t
+        engine.prepare_clone(spec)
+        if overlap:
+            _use_restore_command(engine, spec, logfetch.restore_command(log_folder, max_wait=timeout))
+        closers.append(lambda: engine.stop(data_mount, run_dir))
+        t = time.monotonic()
+        try:
+            rec.db = engine.start(spec, timeout)
+        except RecoveryFailed as exc:
+            raise _explain(exc, fetcher, plan, application, target) from exc
+        rec.timings["replay_s"] = time.monotonic() - t
+        fetcher.stop()
+        lock.release()
+        rec.requests = fetcher.requests()
+        rec.timings.update(_fetch_timings(fetcher.stats, rec.requests, fetcher.wal_dir))
+        rec.timings["total_s"] = time.monotonic() - t_start
+        log.info("%s: recovered %s to %s: %s", application, info.point, target or "latest", rec.summary())
+        return rec
+    except BaseException:
+        _run_closers(closers)
+        raise
+
+
+def restore_volumes(repo: Repository, info: PointInfo, destination: Destination,
+                    roles: list[str] | None = None) -> RestoreReport:
+    """Restore volumes of a point already read (the caller holds a shared lock)."""
+    t0 = time.monotonic()
+    wanted = roles or getattr(destination, "roles", None) or list(info.volumes)
+    unknown = [r for r in wanted if r not in info.volumes]
+    if unknown:
+        raise RepositoryError(f"point {info.application}/{info.point} has no volume of role "
+                              f"{', '.join(unknown)} (it has {', '.join(info.volumes) or 'none'})")
+    results = [_restore_volume(repo, role, info.volumes[role], destination) for role in wanted]
+    report = RestoreReport(info.application, info.point, destination.describe(), results, time.monotonic() - t0)
+    for line in report.lines():
+        log.info("%s", line)
+    return report
+
+
+def discard_recovery(workdir: str | os.PathLike, data_directory: str = "pgdata", os_user: str = "postgres") -> None:
+    """Release a recovery that another process made (e.g. an Airflow task), from its work folder alone:
+    stop the server on <workdir>/data, unmount whatever is mounted below workdir, detach the loop devices
+    backed by files below it, remove the folder. Array volumes are left as they are. Idempotent."""
+    from copydata.engines.postgres import PostgresEngine
+
+    workdir = Path(workdir).resolve()
+    if not workdir.exists():
+        return
+    if (workdir / "data" / data_directory / "postmaster.pid").exists():
+        PostgresEngine(None, data_directory=data_directory, os_user=os_user).stop(workdir / "data")
+    root = str(workdir)
+    points = [line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((p for p in points if p == root or p.startswith(root + os.sep)), reverse=True):
+        sysutil.umount(point)
+    for dev in sysutil.loops_backed_by(workdir).values():
+        sysutil.loop_detach(dev)
+    if not _mounted_under(workdir):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _use_restore_command(engine: Engine, spec: Any, command: str) -> None:
+    """Replace the restore_command of the engine's settings block with the prefetcher's waiting one (the
+    rest of the block, as prepare_clone wrote it, is kept)."""
+    settings = engine._settings(spec)   # PostgresEngine: the settings prepare_clone has just written
+    settings["restore_command"] = command
+    engine._write_settings(engine.data_dir(spec.data_mount) / "postgresql.auto.conf", settings)
+
+
+def _explain(exc: Exception, fetcher: logfetch.LogFetcher, plan: LogPlan, application: str,
+             target: dt.datetime | None) -> RepositoryError:
+    """A clean error for a recovery that failed: the fetch error, or the first log missing after the plan."""
+    if fetcher.stats.error:
+        return RepositoryError(f"fetching the WAL failed: {fetcher.stats.error}\n{exc}")
+    text = str(exc)
+    if "before configured recovery target was reached" in text or "could not locate required checkpoint" in text:
+        return LogMissing(f"log {application}/{plan.next_missing} is missing from the repository: recovery to "
+                          f"{target.isoformat() if target else 'latest'} ran out of WAL after {plan.segments[-1]}"
+                          f"\n{text}", plan.next_missing)
+    return RepositoryError(f"recovery from the repository failed: {text}")
+
+
+def _fetch_timings(stats: logfetch.FetchStats, requests: logfetch.Requests, wal_dir: Path) -> dict[str, float]:
+    """fetch_s: fetcher start to the last file in place (it starts with the data restore); fetch_mib_s: its
+    rate; replay_wal_mib: WAL the server consumed; replay_stall_s: time it waited for the fetch."""
+    out = {"fetch_busy_s": stats.busy, "replay_stall_s": requests.stall}
+    if stats.first_ready is not None:
+        out["fetch_first_s"] = stats.first_ready
+    if stats.ready_at:
+        out["fetch_s"] = max(stats.ready_at.values())
+        out["fetch_mib_s"] = stats.bytes / (1 << 20) / max(out["fetch_s"], 1e-6)
+    consumed = 0
+    for name in {n for n, _, _ in requests.served}:
+        with contextlib.suppress(OSError):
+            consumed += (wal_dir / name).stat().st_size
+    out["replay_wal_mib"] = consumed / (1 << 20)
+    return out
+
+
+def _run_closers(closers: list) -> None:
+    while closers:
+        fn = closers.pop()
+        try:
+            fn()
+        except Exception as exc:   # keep releasing the rest
+            log.warning("cleanup step failed: %s", exc)
+
+
+def _mounted_under(folder: Path) -> bool:
+    root = os.path.realpath(folder)
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == root or point.startswith(root + os.sep):
+            return True
+    return False
