@@ -96,12 +96,14 @@ def stop_emulator(home: BenchHome) -> None:
 
 
 class Timed:
-    """Proxy that records how long the named methods of `inner` take: {method: [seconds, ...]}. Lets a
+    """Proxy that records how long the named methods of `inner` take: {method: [seconds, ...]}, and when each
+    call began (wall clock, time.time(): comparable with file mtimes): {method: [epoch seconds, ...]}. Lets a
     benchmark break an ops call down (array snapshot, log push, server start) without touching copydata."""
 
     def __init__(self, inner, methods: Sequence[str]):
         self._inner, self._methods = inner, set(methods)
         self.calls: dict[str, list[float]] = {}
+        self.began: dict[str, list[float]] = {}
 
     def __getattr__(self, name: str):
         attr = getattr(self._inner, name)
@@ -109,6 +111,7 @@ class Timed:
             return attr
 
         def timed(*args, **kwargs):
+            self.began.setdefault(name, []).append(time.time())
             t0 = time.perf_counter()
             try:
                 return attr(*args, **kwargs)
@@ -119,8 +122,12 @@ class Timed:
     def last(self, name: str) -> float | None:
         return self.calls[name][-1] if self.calls.get(name) else None
 
+    def last_began(self, name: str) -> float | None:
+        return self.began[name][-1] if self.began.get(name) else None
+
     def reset(self) -> None:
         self.calls.clear()
+        self.began.clear()
 
 
 @contextlib.contextmanager
