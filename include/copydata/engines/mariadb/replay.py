@@ -80,6 +80,9 @@ def run(p: Plan, folder: Path, binlog_cmd: list[str], client_cmd: list[str], run
         except subprocess.TimeoutExpired:
             src.kill(), dst.kill(), src.wait(), dst.wait()
             raise RecoveryFailed(f"the binary log replay did not finish within {timeout:.0f} s") from None
+        except BaseException:  # interrupted or killed task: never leave the pipe writing into the clone
+            src.kill(), dst.kill(), src.wait(), dst.wait()
+            raise
     if src.returncode != 0 or dst.returncode != 0:
         raise RecoveryFailed(f"binary log replay failed: {reader[0]} exited {src.returncode}, {client_cmd[0]} "
                              f"exited {dst.returncode}\n{tail(errs[0], 10)}\n{tail(errs[1], 10)}")
