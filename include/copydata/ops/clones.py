@@ -32,20 +32,21 @@ class RecoveryPoint:
     target: dt.datetime | None
 
 
-def parse_point(value: str | dt.datetime | None) -> dt.datetime | None:
-    """'latest' / None -> None; ISO 8601 with a zone -> aware UTC datetime."""
+def parse_point(value: str | dt.datetime | None, what: str = "point_in_time") -> dt.datetime | None:
+    """'latest' / '' / None -> None; ISO 8601 with a zone ('Z' allowed) -> aware UTC datetime; a datetime
+    -> converted to UTC. `what` names the value in the CloneError (a ValueError)."""
     if value is None or isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC) if isinstance(value, dt.datetime) else None
-    text = value.strip()
+    text = str(value).strip()
     if text.lower() in ("", "latest"):
         return None
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise CloneError(f"point_in_time {value!r}: expected ISO 8601 UTC like 2026-11-27T10:15:00Z, "
+        raise CloneError(f"{what} {value!r}: expected ISO 8601 UTC like 2026-11-27T10:15:00Z, "
                          "or 'latest'") from None
     if parsed.tzinfo is None:
-        raise CloneError(f"point_in_time {value!r} has no time zone: add Z (UTC) or an offset")
+        raise CloneError(f"{what} {value!r} has no time zone: add Z (UTC) or an offset")
     return parsed.astimezone(dt.UTC)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from copydata import sysutil
+from copydata.ops.clones import parse_point
 from copydata.replication import logfetch
 from copydata.repo.errors import RepositoryError
 from copydata.repo.images import restore_image
@@ -59,23 +60,12 @@ class RecoveryError(RepositoryError):
 
 # -- points ------------------------------------------------------------------------------------------
 
-def parse_time(value: str | dt.datetime | None) -> dt.datetime | None:
-    """'latest' / '' / None -> None; ISO 8601 with a zone ('Z' allowed) -> aware UTC datetime."""
-    if value is None or isinstance(value, dt.datetime):
-        if isinstance(value, dt.datetime) and value.tzinfo is None:
-            raise ValueError(f"point in time {value} has no time zone")
-        return value.astimezone(dt.UTC) if value is not None else None
-    text = str(value).strip()
-    if text.lower() in ("", "latest"):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"point in time {value!r}: expected ISO 8601 like 2026-11-27T10:15:00Z, "
-                         "or 'latest'") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"point in time {value!r} has no time zone: add Z (UTC) or an offset")
-    return parsed.astimezone(dt.UTC)
+def parse_time(value: str | dt.datetime | None, what: str = "point_in_time") -> dt.datetime | None:
+    """copydata.ops.clones.parse_point ('latest' / '' / None -> None, ISO 8601 with a zone -> aware UTC),
+    but a naive datetime is refused rather than taken as local time. Errors are ValueErrors naming `what`."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        raise ValueError(f"{what} {value} has no time zone")
+    return parse_point(value, what)
 
 
 def volumes_by_role(manifest: Manifest) -> dict[str, VolumeEntry]:
@@ -116,7 +106,8 @@ class PointInfo:
 
 def point_info(manifest: Manifest) -> PointInfo:
     at = manifest.engine.get("consistent_at")
-    return PointInfo(manifest.application, manifest.point, parse_time(at) if at else None, manifest.created,
+    when = parse_time(at, f"consistent_at of {manifest.application}/{manifest.point}") if at else None
+    return PointInfo(manifest.application, manifest.point, when, manifest.created,
                      manifest.engine.get("engine"), volumes_by_role(manifest), manifest)
 
 
@@ -399,7 +390,7 @@ def latest_covered(repo: Repository, application: str, segments: list[str], look
         with contextlib.suppress(RepositoryError):
             covered = read_log_index(repo, application, name).metadata.get("covered_to")
             if covered:
-                return parse_time(covered)
+                return parse_time(covered, f"covered_to of log {application}/{name}")
     return None
 
 
