@@ -10,13 +10,11 @@ The point's manifest carries the engine metadata {"snapshot": {backup_label, sta
 volume, default pgdata). Its WAL lives beside the points at logs/<application>/<segment name>.
 
 Steps, timed: the data volume is instant-mounted read-write (the local cache takes every write) while the
-WAL segments from the snapshot's start segment up to the newest stored one, and the timeline history files,
-are fetched in parallel into <workdir>/logs/wal/; then PostgresEngine.prepare_clone writes backup_label and
-the recovery settings (restore_command copies from that folder), PostgresEngine.start replays and promotes,
-and a first query is run.
-
-Note: copydata.replication.restore fetches WAL for full restores with its own code; fetch_wal here is a
-small, deliberate duplicate (to be merged into one helper of copydata.repo later).
+WAL the point needs (copydata.replication.restore.plan_wal: the snapshot's start segment through its stop
+segment, then the unbroken run after it, and the timeline history files) is fetched in parallel into
+<workdir>/logs/wal/ by copydata.replication.logfetch.LogFetcher; then PostgresEngine.prepare_clone writes
+backup_label and the recovery settings (restore_command copies from that folder), PostgresEngine.start
+replays and promotes, and a first query is run.
 """
 
 from __future__ import annotations
@@ -26,44 +24,16 @@ import datetime as dt
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from copydata.instant.daemon import open_repository
 from copydata.instant.mount import InstantMount
+from copydata.replication import logfetch
+from copydata.replication.restore import plan_wal
 
 log = logging.getLogger(__name__)
-
-
-def wal_needed(names: list[str], start_segment: str | None) -> list[str]:
-    """The stored logs a recovery from start_segment needs: WAL segments numbered from it on (any
-    timeline), and every timeline history file. Backup-history files and others are skipped."""
-    from copydata.engines.postgres import wal
-
-    start = wal.parse(start_segment)[1] if start_segment else -1
-    keep = []
-    for name in names:
-        if name.endswith(".history") or wal.SEGMENT_RE.match(name) and wal.parse(name)[1] >= start:
-            keep.append(name)
-    return sorted(keep)
-
-
-def fetch_wal(repo: Any, application: str, dest: Path, start_segment: str | None = None,
-              workers: int = 8) -> list[str]:
-    """Download the needed WAL (see wal_needed) into dest, several files at once; returns their names."""
-    dest.mkdir(parents=True, exist_ok=True)
-    names = wal_needed(repo.logs(application), start_segment)
-
-    def get(name: str) -> str:
-        if not (dest / name).exists():
-            repo.get_log(application, name, dest / name)
-            os.chmod(dest / name, 0o644)
-        return name
-
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="instant-wal") as pool:
-        return list(pool.map(get, names))
 
 
 def snapshot_meta(engine_meta: dict[str, Any]) -> dict[str, Any]:
@@ -72,15 +42,6 @@ def snapshot_meta(engine_meta: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(meta, dict) or not meta.get("backup_label"):
         raise ValueError("the point's engine metadata holds no PostgreSQL backup_label")
     return meta
-
-
-def start_segment_of(meta: dict[str, Any]) -> str | None:
-    if meta.get("start_segment"):
-        return meta["start_segment"]
-    for line in meta["backup_label"].splitlines():
-        if line.startswith("START WAL LOCATION:") and "(file " in line:
-            return line.split("(file ")[1].rstrip(")").strip()
-    return None
 
 
 @dataclass
@@ -142,17 +103,15 @@ def instant_postgres(repo_url: str, application: str, point: str, workdir: str |
                             os_user=os_user)
     spec = CloneSpec(name=f"instant-{application}"[:60], data_mount=mount.target, log_mount=logs, port=port,
                      target=target_time, snapshot_meta=meta, run_dir=workdir / "run")
+    names = plan_wal(repo.logs(application), meta, application).names
     started = False
     try:
-        with ThreadPoolExecutor(2, thread_name_prefix="instant-pg") as pool:
-            wal_job = pool.submit(fetch_wal, repo, application, logs / "wal", start_segment_of(meta), wal_workers)
-            try:
-                mount.start()
-                timings["mount"] = time.monotonic() - t0
-            finally:
-                names = wal_job.result()
-            timings["wal"] = time.monotonic() - t0
-        logs.chmod(0o755)
+        with logfetch.LogFetcher(repo, application, names, logs, workers=wal_workers,
+                                 readahead=len(names)) as fetcher:   # downloads while the volume mounts
+            mount.start()
+            timings["mount"] = time.monotonic() - t0
+            fetcher.wait()
+        timings["wal"] = time.monotonic() - t0
         engine.prepare_clone(spec)
         timings["prepare"] = time.monotonic() - t0
         started = True

@@ -215,6 +215,7 @@ class LogFetcher:
         t = time.monotonic()
         try:
             self.repo.get_log(self.application, name, self.wal_dir / name)
+            os.chmod(self.wal_dir / name, 0o644)   # the database server reads it, whatever the umask
         except Exception as exc:
             self._stop.set()
             self._release_markers()   # a waiting consumer fails at once rather than after max_wait
