@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from copydata.array.types import PgroupSnapshot, Volume
+from copydata.array.types import ArrayError, PgroupSnapshot, Volume
 from copydata.replication import archive
 from copydata.replication.replicate import replicate, replicate_application
 from copydata.replication.retention import apply_retention, maintain
@@ -105,6 +105,7 @@ class FakeArray:
         self.root = root
         self.pgsnaps: dict[str, PgroupSnapshot] = {}
         self.diffs: list[tuple[str, str | None]] = []
+        self.lists_mapped = True
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -149,8 +150,12 @@ class FakeArray:
         return self.pgsnaps.get(name)
 
     def diff(self, name: str, base: str | None, block_size: int = 65536) -> list[tuple[int, int]]:
+        """Blocks that differ from base; without a base the mapped blocks, here: the non-zero ones."""
         self.diffs.append((name, base))
-        a, b = self.path(name).read_bytes(), self.path(base).read_bytes()
+        if base is None and not self.lists_mapped:
+            raise ArrayError("volume diff", "base_name is required", 400, name)
+        a = self.path(name).read_bytes()
+        b = self.path(base).read_bytes() if base else bytes(len(a))
         return [(o, min(block_size, len(a) - o)) for o in range(0, len(a), block_size)
                 if a[o:o + block_size] != b[o:o + block_size]]
 
@@ -251,12 +256,17 @@ class Db:
         start = f"{1:08X}{0:08X}{self.segment:08X}"
         snap = Snap(n, name, {"data": members["data"]}, T0 + dt.timedelta(minutes=n), {"start_segment": start})
         self.catalog.snaps.append(snap)
-        end = self.archive_segment()
-        logs = f"db-logs.s{n}"
-        self.array.add(f"{logs}.db-wal", self.wal)
-        self.catalog.logs.append(LogBackup(n, logs, {"archive": f"{logs}.db-wal"}, end,
-                                           T0 + dt.timedelta(minutes=n, seconds=30)))
+        self.log_backup(f"s{n}", T0 + dt.timedelta(minutes=n, seconds=30))
         return snap
+
+    def log_backup(self, suffix: str, covered_to: dt.datetime) -> LogBackup:
+        """Archive one more segment, then snapshot the archive volume as log backup db-logs.<suffix>."""
+        end = self.archive_segment()
+        name = f"db-logs.{suffix}"
+        self.array.add(f"{name}.db-wal", self.wal)
+        backup = LogBackup(len(self.catalog.logs) + 1, name, {"archive": f"{name}.db-wal"}, end, covered_to)
+        self.catalog.logs.append(backup)
+        return backup
 
 
 @pytest.fixture
@@ -277,9 +287,10 @@ def test_full_then_incremental_then_full_read_when_the_base_snapshot_is_gone(db,
     r1 = replicate(db.ctx, target)
     assert r1.written == [s1.pgroup_snapshot] and r1.latest == s1.pgroup_snapshot
     (v1,) = r1.points[0].volumes
-    assert v1.mode == "full" and v1.bytes_read == 32 * BS and v1.zero_blocks == 8
+    assert v1.mode == "full" and v1.bytes_read == 24 * BS and v1.zero_blocks == 0   # the 24 mapped blocks
     assert r1.points[0].logs.files == ["000000010000000000000001"]
-    assert not db.array.diffs
+    assert db.array.diffs == [(s1.volumes["data"], None)]
+    db.array.diffs.clear()
 
     db.write(3)
     db.write(17)
@@ -296,7 +307,7 @@ def test_full_then_incremental_then_full_read_when_the_base_snapshot_is_gone(db,
     s3 = db.snapshot(3)
     r3 = replicate(db.ctx, target)
     (v3,) = r3.points[0].volumes
-    assert v3.mode == "full (base snapshot gone)" and v3.bytes_read == 32 * BS and v3.chunks_put == 1
+    assert v3.mode == "full (base snapshot gone)" and v3.bytes_read == 24 * BS and v3.chunks_put == 1
 
     again = replicate(db.ctx, target)
     assert again.points == [] and again.skipped == [s1.pgroup_snapshot, s2.pgroup_snapshot, s3.pgroup_snapshot]
@@ -336,6 +347,63 @@ def test_a_snapshot_destroyed_meanwhile_is_skipped(db, tmp_path):
     db.array.eradicate_volume(s1.volumes["data"])
     report = replicate(db.ctx, target)
     assert report.gone == [s1.pgroup_snapshot] and report.written == [s2.pgroup_snapshot]
+
+
+def record_copies(db: Db, monkeypatch) -> list[str]:
+    """The sources of every array volume copy from now on."""
+    sources: list[str] = []
+    real = db.array.copy_volume
+
+    def copy_volume(source: str, name: str, overwrite: bool = False) -> Volume:
+        sources.append(source)
+        return real(source, name, overwrite)
+
+    monkeypatch.setattr(db.array, "copy_volume", copy_volume)
+    return sources
+
+
+def test_a_log_backup_alone_ships_its_new_logs_without_copying_the_images(db, tmp_path, monkeypatch):
+    from copydata.repo.logs import read_log_index
+
+    target = Target("t", f"file://{tmp_path}/repo", block_size=BS)
+    s1 = db.snapshot(1)
+    first = replicate(db.ctx, target)
+    assert first.written == [s1.pgroup_snapshot]
+    copies = record_copies(db, monkeypatch)
+    backup = db.log_backup("l2", T0 + dt.timedelta(minutes=5))
+    report = replicate(db.ctx, target)
+    assert report.written == [] and report.skipped == [s1.pgroup_snapshot]
+    assert report.logs.log_backup == backup.pgroup_snapshot and report.logs.files == [backup.end_segment]
+    assert report.logs.present == 1                                   # the first backup's segment
+    assert copies == [backup.volumes["archive"]]                        # the archive volume only: no image
+    assert report.stats["bytes_read"] == (db.wal / "wal" / backup.end_segment).stat().st_size
+    repo = target.open_repository()
+    assert repo.get_log("db", backup.end_segment) == (db.wal / "wal" / backup.end_segment).read_bytes()
+    assert read_log_index(repo, "db", backup.end_segment).metadata == {
+        "log_backup": backup.pgroup_snapshot, "covered_to": backup.covered_to.isoformat()}
+    again = replicate(db.ctx, target)                                  # nothing new: no copy at all
+    assert again.logs is None and copies == [backup.volumes["archive"]]
+    assert again.stats["chunks_put"] == again.stats["bytes_read"] == 0
+    assert not [p for p in db.array.root.iterdir() if "-repl-" in p.name]
+
+
+def test_logs_are_shipped_when_every_new_snapshot_is_gone(db, tmp_path):
+    target = Target("t", f"file://{tmp_path}/repo", block_size=BS)
+    s1 = db.snapshot(1)
+    db.array.eradicate_volume(s1.volumes["data"])
+    report = replicate(db.ctx, target)
+    assert report.gone == [s1.pgroup_snapshot] and report.written == []
+    assert report.logs.files == [db.catalog.logs[-1].end_segment]
+
+
+def test_the_end_segment_is_uploaded_last():
+    from copydata.replication.replicate import _upload_order
+
+    backup = LogBackup(1, "db-logs.x", {}, end_segment="000000010000000000000002")
+    names = ["000000010000000000000001", "000000010000000000000002", "000000010000000000000002.00000028.backup",
+             "00000002.history"]
+    assert _upload_order(names, backup)[-1] == "000000010000000000000002"
+    assert _upload_order(names, LogBackup(2, "db-logs.y", {}))[-1] == "00000002.history"
 
 
 def test_a_failing_read_commits_nothing_and_discards_the_copies(db, tmp_path, monkeypatch):
@@ -481,7 +549,8 @@ def test_dags_of_an_sla_with_replication(tmp_path, monkeypatch):
     rep = bag.dags["copydata__example__replicate"]
     condition = rep.timetable.asset_condition
     assert isinstance(condition, AssetAny)
-    assert [a.uri for a in condition.objects] == ["copydata://pgdemo/snapshots", "copydata://pgtwo/snapshots"]
+    assert [a.uri for a in condition.objects] == ["copydata://pgdemo/snapshots", "copydata://pgdemo/logs",
+                                                  "copydata://pgtwo/snapshots", "copydata://pgtwo/logs"]
     assert sorted(rep.task_ids) == sorted(f"replicate__{a}__{t}" for a in ("pgdemo", "pgtwo")
                                           for t in ("s3-main", "local"))
     local = rep.get_task("replicate__pgdemo__local")
@@ -502,3 +571,12 @@ def test_the_core_imports_no_airflow():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'airflow'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_full_reads_every_block_when_the_array_lists_no_mapped_blocks(db, tmp_path):
+    db.array.lists_mapped = False
+    target = Target("t", f"file://{tmp_path}/repo", block_size=BS, workers=2)
+    s1 = db.snapshot(1)
+    (v1,) = replicate(db.ctx, target).points[0].volumes
+    assert v1.mode == "full" and v1.bytes_read == 32 * BS and v1.zero_blocks == 8
+    assert restore_bytes(target.open_repository(), "db", s1.pgroup_snapshot, "data", tmp_path) == db.data.read_bytes()

@@ -10,11 +10,13 @@ under one shared repository lock:
    inherits its chunk id from that point's manifest. Otherwise the volume is read in full (the first
    replication, or after the base snapshot was eradicated); blocks already stored are still not uploaded;
 3. the archive files of the newest log backup that the repository lacks are uploaded to
-   logs/<app>/<file name>, read from a copy of that log backup's archive volume mounted read-only;
+   logs/<app>/<file name>, read from a copy of that log backup's archive volume mounted read-only (no
+   copy when the repository holds its end segment already: that file is uploaded last);
 4. the manifest is written: the commit point. The temporary volumes are always discarded.
 
 A killed run leaves chunks but no manifest: the next run lists chunks/ once and skips every chunk that is
-there, so it continues where the last one stopped. Points already in the repository are skipped.
+there, so it continues where the last one stopped. Points already in the repository are skipped. A run with
+no new point (triggered by a log backup) only does step 3.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from copydata.replication.units import format_bytes
 from copydata.repo.errors import PointExists, RepositoryError
 from copydata.repo.images import backup_image
 from copydata.repo.locks import SHARED, Lock
+from copydata.repo.logs import read_log_index
 from copydata.repo.manifest import Manifest, VolumeEntry
 from copydata.repo.repository import Repository
 from copydata.repo.transfer import Stats
@@ -201,7 +204,7 @@ def replicate(ctx, target: Target, progress: ProgressFn | None = None, *, limit:
                 continue
             report.points.append(point)
             done.add(snap.pgroup_snapshot)
-        if not todo and report.pending == []:
+        if not report.points and not report.pending:   # no point shipped them (none new, or all gone)
             report.logs = _ship_logs(ctx, repo, lock, shipped, reporter)
     report.latest = _newest(repo, app.name, done, times)
     stats = asdict(repo.transfer.snapshot())
@@ -275,7 +278,7 @@ def _replicate_volume(ctx, repo: Repository, target: Target, role: str, member: 
     ctx.connector.flush(device)
     ranges, prev, mode = _changes(ctx.array, member, previous, base_name, target.block_size)
     vrep = VolumeReport(role=role, array_snapshot=member, mode=mode, base=prev.array_snapshot if prev else None,
-                        changed_bytes=sum(n for _, n in ranges) if ranges is not None else None)
+                        changed_bytes=sum(n for _, n in ranges) if ranges is not None and prev else None)
     reporter.phase = f"{role} ({mode})"
     before = repo.transfer.snapshot()
     entry = backup_image(repo, device, ranges, prev, target.block_size, name=role, role=role,
@@ -295,21 +298,31 @@ def _replicate_volume(ctx, repo: Repository, target: Target, role: str, member: 
 
 def _changes(array, member: str, previous: VolumeEntry | None, base_name: str | None,
              block_size: int) -> tuple[list[tuple[int, int]] | None, VolumeEntry | None, str]:
-    """(ranges, previous, mode): the array's diff against the base point's snapshot while it exists."""
+    """(ranges, previous, mode): the array's diff against the base point's snapshot while it exists; a full
+    reads only the snapshot's mapped blocks (a diff without a base), the rest of a thin volume is zeros."""
     if previous is None or base_name is None:
-        return None, None, "full"
+        return _mapped(array, member, block_size), None, "full"
     if previous.block_size != block_size:
-        return None, None, "full (block size changed)"
+        return _mapped(array, member, block_size), None, "full (block size changed)"
     base_member = previous.array_snapshot
     if not base_member or not _snapshot_exists(array, base_name, base_member):
-        return None, None, "full (base snapshot gone)"
+        return _mapped(array, member, block_size), None, "full (base snapshot gone)"
     try:
         ranges = array.diff(member, base=base_member, block_size=block_size)
     except ArrayError as e:
         if not e.not_found:
             raise
-        return None, None, "full (base snapshot gone)"
+        return _mapped(array, member, block_size), None, "full (base snapshot gone)"
     return [(int(o), int(n)) for o, n in ranges], previous, "incremental"
+
+
+def _mapped(array, member: str, block_size: int) -> list[tuple[int, int]] | None:
+    """The mapped ranges of a snapshot, or None (read everything) when the array cannot list them."""
+    try:
+        return [(int(o), int(n)) for o, n in array.diff(member, base=None, block_size=block_size)]
+    except ArrayError as e:
+        log.warning("%s: the array lists no mapped blocks (%s): reading the whole volume", member, e.message)
+        return None
 
 
 def _snapshot_exists(array, pgroup_snapshot: str, member: str) -> bool:
@@ -378,6 +391,24 @@ def _log_metadata(backup, name: str) -> dict[str, Any]:
     return meta
 
 
+def _upload_order(names: list[str], backup) -> list[str]:
+    """The log backup's end segment last: once it is stored with the backup's tag, so is everything before."""
+    end = getattr(backup, "end_segment", None)
+    return sorted(names, key=lambda n: n == end)
+
+
+def _already_shipped(repo: Repository, app: str, backup, have: set[str]) -> bool:
+    """Whether a previous run shipped every file of this log backup (its end segment, uploaded last, carries
+    its tag). Saves the copy, connect and mount of the archive volume on runs with nothing new."""
+    end = getattr(backup, "end_segment", None)
+    if not end or end not in have:
+        return False
+    try:
+        return read_log_index(repo, app, end).metadata.get("log_backup") == backup.pgroup_snapshot
+    except RepositoryError:
+        return False
+
+
 def _ship_logs(ctx, repo: Repository, lock: Lock, shipped: set[int], reporter: ProgressLog) -> LogReport | None:
     """Upload the archive files of the newest log backup that the repository lacks."""
     app = ctx.app
@@ -386,6 +417,11 @@ def _ship_logs(ctx, repo: Repository, lock: Lock, shipped: set[int], reporter: P
         return None
     newest = backups[-1]
     if newest.id in shipped:
+        return None
+    have = set(repo.logs(app.name))
+    if _already_shipped(repo, app.name, newest, have):
+        log.info("%s: the logs of %s are in the repository already", app.name, newest.pgroup_snapshot)
+        shipped.add(newest.id)
         return None
     source = newest.volumes.get("archive") or next((v for r, v in sorted(newest.volumes.items()) if r != "data"),
                                                    None)
@@ -405,11 +441,10 @@ def _ship_logs(ctx, repo: Repository, lock: Lock, shipped: set[int], reporter: P
         ctx.connector.flush(device)
         ctx.connector.mount(device, str(mount), options="ro,noatime")
         folder = mount / archive.archive_subdir(app.engine)
-        have = set(repo.logs(app.name))
         names = archive.log_files(app.engine, folder)
         rep.present = sum(1 for n in names if n in have)
         reporter.phase = "logs"
-        for n in names:
+        for n in _upload_order(names, newest):
             if n in have:
                 continue
             try:
