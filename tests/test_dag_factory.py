@@ -36,6 +36,7 @@ def test_every_kind_of_dag_is_built_with_its_schedule_and_form(tmp_path, monkeyp
         assert f"copydata__{sla.name}__{kind}" in bag.dags
     for kind in ("clone", "clone_refresh", "clone_delete", "restore"):
         assert f"copydata__{app}__{kind}" in bag.dags
+    assert f"copydata__{app}__repo_restore" not in bag.dags      # no replication targets
     log_dag = bag.dags[f"copydata__{sla.name}__log_backup"]
     assert log_dag.timetable.delta == sla.log_backup.interval == dt.timedelta(minutes=5)
     clone = bag.dags[f"copydata__{app}__clone"]
@@ -85,6 +86,62 @@ def test_scheduled_refresh_gets_its_own_scheduled_dag(tmp_path, monkeypatch):
     assert task.clone_name == "qa" and task.point_in_time == "latest"
 
 
+def sla_with_replication(folder, apps: tuple[str, ...] = ("pgdemo", "pgtwo")):
+    """The example SLA with the given applications and two targets (local first)."""
+    import yaml
+
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    first = doc["applications"][0]
+    doc["applications"] = []
+    for name in apps:
+        app = {**first, "name": name, "database_conn_id": f"copydata_pg_{name}", "protection_group": name,
+               "log_protection_group": f"{name}-logs", "volumes": {"data": f"{name}-data", "archive": f"{name}-wal"},
+               "mounts": {"data": f"/srv/{name}/data", "archive": f"/srv/{name}/archive"}}
+        doc["applications"].append(app)
+    doc["replication"] = {"targets": [{"name": "local", "url": f"file://{folder}/repo"},
+                                      {"name": "s3-main", "url": "s3://bucket/copydata", "conn_id": "aws_repo"}]}
+    path = folder / "example.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_repo_restore_dag_per_application_with_its_form(tmp_path, monkeypatch):
+    from airflow.sdk.definitions.param import ParamsDict
+
+    path = sla_with_replication(tmp_path)
+    bag = bag_for(tmp_path, monkeypatch)
+    assert bag.import_errors == {}
+    for app in ("pgdemo", "pgtwo"):
+        dag = bag.dags[f"copydata__{app}__repo_restore"]
+        assert type(dag.timetable).__name__ == "NullTimetable" and dag.max_active_runs == 1
+        assert set(dag.params) == {"target", "point", "point_in_time", "destination", "port"}
+        assert dag.params.get_param("target").schema["enum"] == ["local", "s3-main"]
+        assert (dag.params["target"], dag.params["point"], dag.params["point_in_time"]) == ("local", "", "")
+        task = dag.get_task("repo_restore")
+        assert (task.sla_file, task.application, task.url) == (str(path), app, None)
+        assert [i.uri for i in task.inlets] == [f"copydata://{app}/replicas/local", f"copydata://{app}/replicas/s3-main"]
+        assert task.outlets == []
+    params = ParamsDict(bag.dags["copydata__pgdemo__repo_restore"].params)
+    good = {"destination": "/srv/restore", "point": "pgdemo.cd-scheduled-2026-11-27T10-00-00", "port": 55433}
+    for point_in_time in ("", "latest", "2026-11-27T10:15:00.5+01:00"):
+        params.update({**good, "point_in_time": point_in_time})
+        assert params.validate()["point_in_time"] == point_in_time
+    for key, bad in (("target", "nope"), ("point_in_time", "yesterday"), ("point_in_time", "2026-11-27T10:15:00"),
+                     ("destination", "relative/path"), ("destination", "array:"), ("point", "-x"), ("port", 80)):
+        with pytest.raises(Exception, match=key):
+            ParamsDict(bag.dags["copydata__pgdemo__repo_restore"].params).update({**good, key: bad})
+
+
+def test_replicate_runs_on_a_snapshot_or_a_log_backup(tmp_path, monkeypatch):
+    from airflow.sdk import AssetAny
+
+    sla_with_replication(tmp_path, apps=("pgdemo",))
+    bag = bag_for(tmp_path, monkeypatch)
+    condition = bag.dags["copydata__example__replicate"].timetable.asset_condition
+    assert isinstance(condition, AssetAny)
+    assert [a.uri for a in condition.objects] == ["copydata://pgdemo/snapshots", "copydata://pgdemo/logs"]
+
+
 def test_allowed_roles_resolve_users_through_simple_auth_manager(monkeypatch):
     from types import SimpleNamespace
 
@@ -94,8 +151,8 @@ def test_allowed_roles_resolve_users_through_simple_auth_manager(monkeypatch):
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,qa1:user,viewer1:viewer")
     assert user_roles("qa1") == {"qa1", "user"}
-    ctx = SimpleNamespace(name="shop", sla=SimpleNamespace(clone_policy=SimpleNamespace(allowed_roles=["user"])))
-    check_allowed(ctx, {"dag_run": SimpleNamespace(triggering_user_name="qa1")})
-    check_allowed(ctx, {"dag_run": SimpleNamespace(triggering_user_name=None)})  # a schedule
-    with pytest.raises(AirflowFailException, match="allowed_roles"):
-        check_allowed(ctx, {"dag_run": SimpleNamespace(triggering_user_name="viewer1")})
+    sla = SimpleNamespace(clone_policy=SimpleNamespace(allowed_roles=["user"]))
+    check_allowed(sla, "shop", {"dag_run": SimpleNamespace(triggering_user_name="qa1")})
+    check_allowed(sla, "shop", {"dag_run": SimpleNamespace(triggering_user_name=None)})  # a schedule
+    with pytest.raises(AirflowFailException, match="may not do this for shop: .*allowed_roles"):
+        check_allowed(sla, "shop", {"dag_run": SimpleNamespace(triggering_user_name="viewer1")})

@@ -467,7 +467,7 @@ def test_gc_after_retention_frees_exactly_the_unreferenced_chunks(replicated, ct
 # -- the DAGs ------------------------------------------------------------------------------------------
 
 def test_replicate_dag_runs_on_the_snapshot_asset_against_moto(rlab, ctx, history, moto_s3):
-    """copydata__<sla>__replicate: scheduled on the snapshot asset; one task per (application, target);
+    """copydata__<sla>__replicate: scheduled on the snapshot and log assets; one task per (application, target);
     its outlet event carries the newest point and the bytes uploaded. Then the maintenance DAG."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -490,7 +490,8 @@ replication:
 
         bag = DagBag(dag_folder=str(ROOT / "dags" / "copydata_dags.py"))
         dag = bag.dags[f"copydata__{rlab.sla_name}__replicate"]
-        assert [a.uri for a in dag.timetable.asset_condition.objects] == [f"copydata://{rlab.name}/snapshots"]
+        assert [a.uri for a in dag.timetable.asset_condition.objects] == [f"copydata://{rlab.name}/snapshots",
+                                                                           f"copydata://{rlab.name}/logs"]
         task = dag.get_task(f"replicate__{rlab.name}__moto")
         assert [o.uri for o in task.outlets] == [f"copydata://{rlab.name}/replicas/moto"]
         run_dag(f"copydata__{rlab.sla_name}__replicate")

@@ -267,6 +267,67 @@ def test_operator_restores_a_point_to_a_folder(repo: Repository, tmp_path: Path)
                                                         "point_in_time", "destination"}
 
 
+# -- the repo_restore DAG: the repository named by the SLA's replication target ------------------------
+
+def sla_file(folder: Path, url: str, allowed_roles: list[str]) -> Path:
+    """The documentation example SLA, its application renamed pg1, with targets local (url) and dr."""
+    import yaml
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs/examples/sla-postgres.yaml").read_text())
+    doc["applications"][0]["name"] = APP
+    doc["clone_policy"]["allowed_roles"] = allowed_roles
+    doc["replication"] = {"targets": [{"name": "local", "url": url}, {"name": "dr", "url": "file:///nonexistent"}]}
+    path = folder / "slas" / "pg1.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_repo_restore_dag_restores_a_point_from_the_slas_target(repo: Repository, tmp_path: Path, airflow_db,
+                                                                 monkeypatch) -> None:
+    from pglab import run_dag
+
+    src = add_point(repo, tmp_path, "p1", "2026-05-01T10:00:00+00:00", {0: b"a", 5: b"b", 15: b"c"})
+    add_point(repo, tmp_path, "p2", "2026-05-01T11:00:00+00:00", {0: b"other"})
+    path = sla_file(tmp_path, f"file://{tmp_path / 'repo'}", ["dba"])
+    monkeypatch.setenv("COPYDATA_SLA_DIR", str(path.parent))
+    out = tmp_path / "restored"
+    run_dag(f"copydata__{APP}__repo_restore", {"target": "local", "point": "p1", "destination": f"dir:{out}"})
+    assert [p.name for p in out.iterdir()] == ["data.img"]
+    expected = volumes_by_role(repo.read_manifest(APP, "p1"))["data"].sha256
+    assert sha256_file(out / "data.img") == expected == sha256_file(src)
+
+
+def test_repo_restore_by_sla_target_refuses_a_bad_target_and_users_outside_allowed_roles(
+        repo: Repository, tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from copydata.airflow.operators.repo_restore import RepoRestoreOperator
+
+    src = add_point(repo, tmp_path, "p1", "2026-05-01T10:00:00+00:00", {2: b"y"})
+    path = sla_file(tmp_path, f"file://{tmp_path / 'repo'}", ["dba"])
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,ana:dba,viewer1:viewer")
+
+    def run(target: str, user: str | None, out: str) -> dict:
+        op = RepoRestoreOperator(task_id="r", sla_file=str(path), target=target, application=APP, point="p1",
+                                 destination=str(tmp_path / out))
+        return op.execute({"dag_run": SimpleNamespace(triggering_user_name=user)})
+
+    with pytest.raises(AirflowFailException, match="SLA example has no replication target 'nope'; its targets: "
+                                                   "local, dr"):
+        run("nope", None, "a")
+    with pytest.raises(AirflowFailException, match=r"user 'viewer1' may not do this for pg1: .*\['dba'\]"):
+        run("local", "viewer1", "b")
+    assert not (tmp_path / "b").exists()
+    assert run("local", "ana", "c")["volumes"][0]["written"] == 1
+    assert sha256_file(tmp_path / "c" / "data.img") == sha256_file(src)
+    with pytest.raises(ValueError, match="either url"):
+        RepoRestoreOperator(task_id="both", url="file:///x", sla_file=str(path), target="local", application=APP,
+                            destination="/x")
+
+
 def test_manifests_and_logs_as_replication_writes_them(repo: Repository, tmp_path: Path) -> None:
     """copydata.replication.replicate names volume entries by role and tags logs with their log backup."""
     from copydata.replication.restore import latest_covered

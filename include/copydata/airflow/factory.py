@@ -1,8 +1,9 @@
 """The DAG factory: SLA files -> Airflow DAGs. Parsing is cheap: no array, database or catalog calls.
 
 Per SLA: copydata__<sla>__snapshot, __log_backup, __retention; with replication targets also
-copydata__<sla>__replicate (on the snapshot assets) and __replica_maintenance (daily).
-Per application: copydata__<app>__clone, __clone_refresh, __clone_delete, __restore.
+copydata__<sla>__replicate (on the snapshot or log assets) and __replica_maintenance (daily).
+Per application: copydata__<app>__clone, __clone_refresh, __clone_delete, __restore; with replication
+targets also copydata__<app>__repo_restore (restore or recover from a target's repository).
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ from copydata.airflow.operators.copydata import (
     SnapshotOperator,
 )
 from copydata.airflow.operators.replication import ReplicaMaintenanceOperator, ReplicateOperator
+from copydata.airflow.operators.repo_restore import RepoRestoreOperator
+from copydata.repo.layout import NAME_RE
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 CLONE_NAME = r"^[a-z0-9][a-z0-9-]{0,40}$"
-POINT = r"^(latest|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))$"
+_INSTANT = r"latest|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"
+POINT = rf"^({_INSTANT})$"
+POINT_OR_EMPTY = rf"^(|{_INSTANT})$"
 POINT_HELP = "ISO 8601 UTC, e.g. 2026-11-27T10:15:00Z, or 'latest'"
+REPO_POINT = rf"^({NAME_RE.pattern})?$"
+DESTINATION = r"^(/|dir:/|file:///|array:\S)"
 
 
 def _common(sla, kind: str, doc: str) -> dict:
@@ -82,10 +89,10 @@ def _retention_dag(sla, sla_file: Path) -> DAG:
     return dag
 
 
-def replication_schedule(sla):
-    """Data-aware: a run whenever a snapshot of any of the SLA's applications is recorded."""
-    snapshots = [assets.snapshots(app.name) for app in sla.applications]
-    return snapshots if len(snapshots) == 1 else AssetAny(*snapshots)
+def replication_schedule(sla) -> AssetAny:
+    """Data-aware: a run whenever a snapshot or a log backup of any of the SLA's applications is recorded,
+    so that logs reach the repository at the log-backup interval, not one snapshot late."""
+    return AssetAny(*(a(app.name) for app in sla.applications for a in (assets.snapshots, assets.logs)))
 
 
 def _replication_dags(sla, sla_file: Path) -> list[DAG]:
@@ -93,7 +100,8 @@ def _replication_dags(sla, sla_file: Path) -> list[DAG]:
     names = ", ".join(f"**{t.name}** ({t.url})" for t in targets)
     with DAG(f"copydata__{sla.name}__replicate", schedule=replication_schedule(sla), **_common(
             sla, "replicate", f"Replicate the snapshots and logs of SLA **{sla.name}** to {names}: incremental "
-                              "forever from the array's block differences; resumable (docs/replication.md).")) as rep:
+                              "forever from the array's block differences; resumable; runs on each snapshot and "
+                              "each log backup (docs/replication.md).")) as rep:
         for app in sla.applications:
             previous = None
             for t in targets:
@@ -152,7 +160,43 @@ def app_dags(sla, app, sla_file: Path) -> list[DAG]:
         RestoreOperator(task_id="restore", sla_file=f, application=a, point_in_time="{{ params.point_in_time }}",
                         confirm="{{ params.confirm }}", inlets=inlets, outlets=[assets.source(a)])
     out.append(dag)
+    if sla.replication is not None and sla.replication.targets:
+        out.append(_repo_restore_dag(sla, app, sla_file, manual))
     return out
+
+
+def _repo_restore_params(sla) -> dict:
+    names = [t.name for t in sla.replication.targets]
+    return {"target": Param(names[0], type="string", enum=names, title="Replication target"),
+            "point": Param("", type="string", pattern=REPO_POINT, title="Point",
+                           description="A point of the repository (copydata repo points); empty: the newest "
+                                       "point at or before point_in_time"),
+            "point_in_time": Param("", type="string", pattern=POINT_OR_EMPTY, title="Point in time",
+                                   description="Empty: restore the point's volume images to destination. "
+                                               f"Else recover PostgreSQL to this instant: {POINT_HELP}"),
+            "destination": Param(type="string", pattern=DESTINATION, title="Destination",
+                                 description="A folder (/path: one <role>.img per volume; the work folder of a "
+                                             "recovery), or array volumes: array:PREFIX or array:data=vol,..."),
+            "port": Param(55600, type="integer", minimum=1024, maximum=65535, title="Port",
+                          description="Port of the recovered PostgreSQL (point_in_time only)")}
+
+
+def _repo_restore_dag(sla, app, sla_file: Path, manual: dict) -> DAG:
+    """Restore from object storage. No outlet: neither the images nor the recovered server are catalog
+    clones (clone_delete, refresh and TTL expiry do not know them; `copydata repo discard` releases a
+    recovery), so an event on the clones alias would announce a clone that the clone DAGs cannot manage.
+    One run at a time: two restores to one destination would overwrite each other."""
+    a = app.name
+    doc = (f"Restore **{a}** from a replication target's repository: a point's volume images to a folder or "
+           "array volumes, or PostgreSQL recovered to an instant (docs/restore-from-object-storage.md).")
+    with DAG(f"copydata__{a}__repo_restore", params=_repo_restore_params(sla), **{
+            **manual, "max_active_runs": 1, "doc_md": doc}) as dag:
+        RepoRestoreOperator(task_id="repo_restore", sla_file=str(sla_file), target="{{ params.target }}",
+                            application=a, point="{{ params.point }}", point_in_time="{{ params.point_in_time }}",
+                            destination="{{ params.destination }}", port="{{ params.port }}",
+                            array_conn_id=app.array_conn_id,
+                            inlets=[assets.replica(a, t.name) for t in sla.replication.targets])
+    return dag
 
 
 def _scheduled_refresh_dags(sla, app, sla_file: Path, manual: dict, inlets: list) -> list[DAG]:

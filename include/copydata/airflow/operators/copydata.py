@@ -31,9 +31,9 @@ def user_roles(user: str) -> set[str]:
     return roles
 
 
-def check_allowed(ctx: AppContext, context) -> None:
+def check_allowed(sla, application: str, context) -> None:
     """clone_policy.allowed_roles: who may clone, refresh, delete or restore. Schedules always may."""
-    allowed = set(ctx.sla.clone_policy.allowed_roles or [])
+    allowed = set(sla.clone_policy.allowed_roles or [])
     run = context.get("dag_run")
     user = getattr(run, "triggering_user_name", None)
     # dag.test() runs in-process for whoever holds the code; the SDK names its user "dag_test".
@@ -41,7 +41,7 @@ def check_allowed(ctx: AppContext, context) -> None:
     if not allowed or not user or in_process:
         return
     if not user_roles(user) & allowed:
-        raise AirflowFailException(f"user {user!r} may not do this for {ctx.name}: the SLA's "
+        raise AirflowFailException(f"user {user!r} may not do this for {application}: the SLA's "
                                    f"clone_policy.allowed_roles is {sorted(allowed)}")
 
 
@@ -64,7 +64,7 @@ class CopydataOperator(BaseOperator):
         ctx, hook = build_context(self.sla_file, self.application, _actor(context))
         try:
             if self.guarded:
-                check_allowed(ctx, context)
+                check_allowed(ctx.sla, ctx.name, context)
             return self.run(ctx, context)
         except self.permanent_errors as err:  # bad input: retrying cannot help
             raise AirflowFailException(str(err)) from err

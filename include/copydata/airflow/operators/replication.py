@@ -23,7 +23,8 @@ def find_target(sla, name: str):
     for t in targets:
         if t.name == name:
             return t
-    raise LookupError(f"SLA {sla.name} has no replication target {name!r}")
+    known = ", ".join(t.name for t in targets) or "none"
+    raise LookupError(f"SLA {sla.name} has no replication target {name!r}; its targets: {known}")
 
 
 def open_target(spec):

@@ -15,32 +15,44 @@ Two modes, chosen by the templated fields:
 destination forms: `/path`, `dir:/path`, `file:///path`, `array:PREFIX`, `array:data=vol1,archive=vol2`, or a
 dict {"dir": ...} / {"prefix": ...} / {"volumes": {...}}. Array destinations use the `flasharray`
 connection `array_conn_id` (host name and devices folder from its extras).
+
+The repository is named either explicitly (`url`, `conn_id`, `key_conn_id`) or by an SLA replication target
+(`sla_file` + `target`, read at run time: the DAG copydata__<app>__repo_restore). The SLA form also applies
+the SLA's `clone_policy.allowed_roles` to the user who triggered the run, like the restore DAG.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from copydata.repo.errors import RepositoryError
 
+if TYPE_CHECKING:
+    from copydata.replication.target import Target
+
 
 class RepoRestoreOperator(BaseOperator):
-    template_fields: Sequence[str] = ("url", "conn_id", "key_conn_id", "application", "point", "point_in_time",
-                                      "destination", "port", "workdir", "array_conn_id")
+    template_fields: Sequence[str] = ("url", "sla_file", "target", "conn_id", "key_conn_id", "application", "point",
+                                      "point_in_time", "destination", "port", "workdir", "array_conn_id")
     template_fields_renderers = {"destination": "json"}
     ui_color = "#c9e4ff"
 
-    def __init__(self, *, url: str, application: str, destination: str | dict, point: str | None = None,
+    def __init__(self, *, application: str, destination: str | dict, url: str | None = None,
+                 sla_file: str | None = None, target: str | None = None, point: str | None = None,
                  point_in_time: str | None = None, conn_id: str | None = None, key_conn_id: str | None = None,
                  port: int | str = 0, workdir: str | None = None, array_conn_id: str = "flasharray_default",
                  workers: int = 8, fetch_workers: int = 4, readahead: int = 32, timeout: float = 900, **kwargs):
         super().__init__(**kwargs)
-        self.url, self.application, self.destination = url, application, destination
+        if (url is None) == (sla_file is None):
+            raise ValueError("RepoRestoreOperator: give either url (with conn_id, key_conn_id) or sla_file and target")
+        self.url, self.sla_file, self.target = url, sla_file, target
+        self.application, self.destination = application, destination
         self.point, self.point_in_time = point, point_in_time
         self.conn_id, self.key_conn_id = conn_id, key_conn_id
         self.port, self.workdir, self.array_conn_id = port, workdir, array_conn_id
@@ -51,7 +63,7 @@ class RepoRestoreOperator(BaseOperator):
 
         try:
             spec = parse_destination(self.destination)
-            repo = self._repository()
+            repo = self._target(context).open_repository()
             if _given(self.point_in_time):
                 return self._recover(repo, spec)
             if not _given(self.point):
@@ -60,12 +72,22 @@ class RepoRestoreOperator(BaseOperator):
         except (RepositoryError, ValueError, LookupError) as err:   # bad input or missing data: no retry
             raise AirflowFailException(str(err)) from err
 
-    def _repository(self):
+    def _target(self, context) -> Target:
+        """The repository to read: the explicit url, or the SLA's replication target (after allowed_roles)."""
         from copydata.replication.target import Target
 
-        target = Target(name="restore", url=self.url, conn_id=_given(self.conn_id),
-                        key_conn_id=_given(self.key_conn_id), workers=int(self.workers))
-        return target.open_repository()
+        if self.sla_file is None:
+            return Target(name="restore", url=self.url, conn_id=_given(self.conn_id),
+                          key_conn_id=_given(self.key_conn_id), workers=int(self.workers))
+        from copydata.airflow.operators.copydata import check_allowed
+        from copydata.airflow.operators.replication import find_target, open_target
+        from copydata.sla.loader import load_sla
+
+        sla = load_sla(Path(self.sla_file))
+        check_allowed(sla, self.application, context)
+        # render_template_as_native_obj turns a target named "123" into an int
+        spec = find_target(sla, str(_given(self.target) or ""))
+        return replace(open_target(spec), workers=int(self.workers))   # the operator's, as in the url form
 
     def _array(self, spec, roles: list[str]):
         from copydata.airflow.hooks.flasharray import FlashArrayHook
