@@ -15,7 +15,7 @@ PYTHON_ONLY=false
 [ "${1:-}" = "--python-only" ] && PYTHON_ONLY=true
 
 APT_PACKAGES=(xfsprogs e2fsprogs util-linux postgresql-15 postgresql-contrib mariadb-server mariadb-backup
-              fuse3 pgbackrest sysbench curl ca-certificates jq)
+              fuse3 pgbackrest stunnel4 sysbench curl ca-certificates jq)
 START=$SECONDS
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -31,6 +31,7 @@ from typing import IO
 import pytest
 
 from copydata.repo.store import ObjectInfo, PosixStore, Store
+from copydata.sysutil import stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_VERSION = "3.35.0"   # the newest Azurite that runs on Node 20
@@ -68,12 +69,7 @@ def serve(cmd: list[str], probe_url: str, log: IO[bytes], timeout: float = 60) -
 
 
 def stop(p: subprocess.Popen) -> None:
-    p.terminate()
-    try:
-        p.wait(10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+    stop_child(p)
 
 
 @contextlib.contextmanager

@@ -97,3 +97,13 @@ def umount(point: str, lazy_fallback: bool = True) -> None:
             raise
         log.warning("umount %s failed (busy); detaching lazily", point)
         run(["umount", "-l", point], check=False)
+
+
+def stop_child(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM a child we started, wait up to timeout, then SIGKILL it and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

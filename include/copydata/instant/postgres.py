@@ -20,6 +20,7 @@ replays and promotes, and a first query is run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -78,8 +79,10 @@ def instant_postgres(repo_url: str, application: str, point: str, workdir: str |
                      conn_id: str | None = None, key_conn_id: str | None = None, key_file: str | None = None,
                      data_directory: str | None = None, target_time: dt.datetime | None = None,
                      os_user: str = "postgres", timeout: float = 600, wal_workers: int = 8,
-                     first_query: str = "SELECT 1", **mount_options: Any) -> InstantDatabase:
-    """Instant-mount the point's data volume, fetch its WAL, start PostgreSQL on it and run first_query.
+                     first_query: str = "SELECT 1", database: str | None = None,
+                     **mount_options: Any) -> InstantDatabase:
+    """Instant-mount the point's data volume, fetch its WAL, start PostgreSQL on it and run first_query (in
+    `database`, default the OS user's; InstantDatabase.query uses the same database).
 
     timings (seconds from the call): manifest, mount (ready), wal (fetched), prepare, start (recovery ended
     and promoted), first_query (the first query answered: the time to a usable database)."""
@@ -115,7 +118,7 @@ def instant_postgres(repo_url: str, application: str, point: str, workdir: str |
         engine.prepare_clone(spec)
         timings["prepare"] = time.monotonic() - t0
         started = True
-        target = engine.start(spec, timeout)
+        target = dataclasses.replace(engine.start(spec, timeout), database=database)
         timings["start"] = time.monotonic() - t0
         with connect(target) as conn:
             conn.execute(first_query).fetchall()
