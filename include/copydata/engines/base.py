@@ -75,6 +75,9 @@ class CloneSpec:
     snapshot_meta: dict
     run_dir: Path  # sockets, logs and pid files of the clone
     in_place: bool = False  # restore in place: keep the server's own port, sockets and archiving
+    # The command that fetches a log (PostgreSQL: restore_command, %f and %p as usual); None = the engine's
+    # own copy from log_mount. MariaDB replays binary logs from log_mount and refuses one that is set.
+    restore_command: str | None = None
 
 
 class Engine(abc.ABC):

@@ -517,15 +517,14 @@ def recover_from_repo(repo: Repository, application: str, workdir: str | os.Path
 
         engine = engine or PostgresEngine(None, data_directory=data_directory, os_user=os_user)
         rec.engine = engine
+        command = logfetch.restore_command(log_folder, max_wait=timeout) if overlap else None
         spec = CloneSpec(name=name or f"{application}-repo"[:63], data_mount=data_mount, log_mount=log_folder,
-                         port=port, target=target, snapshot_meta=meta, run_dir=run_dir)
+                         port=port, target=target, snapshot_meta=meta, run_dir=run_dir, restore_command=command)
         if not overlap:
             t = time.monotonic()
             fetcher.wait(timeout=timeout)
             rec.timings["fetch_wait_s"] = time.monotonic() - t
         engine.prepare_clone(spec)
-        if overlap:
-            _use_restore_command(engine, spec, logfetch.restore_command(log_folder, max_wait=timeout))
         closers.append(lambda: engine.stop(data_mount, run_dir))
         t = time.monotonic()
         try:
@@ -580,14 +579,6 @@ def discard_recovery(workdir: str | os.PathLike, data_directory: str = "pgdata",
         sysutil.loop_detach(dev)
     if not _mounted_under(workdir):
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _use_restore_command(engine: Engine, spec: Any, command: str) -> None:
-    """Replace the restore_command of the engine's settings block with the prefetcher's waiting one (the
-    rest of the block, as prepare_clone wrote it, is kept)."""
-    settings = engine._settings(spec)   # PostgresEngine: the settings prepare_clone has just written
-    settings["restore_command"] = command
-    engine._write_settings(engine.data_dir(spec.data_mount) / "postgresql.auto.conf", settings)
 
 
 def _explain(exc: Exception, fetcher: logfetch.LogFetcher, plan: LogPlan, application: str,

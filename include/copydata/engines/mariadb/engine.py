@@ -170,6 +170,9 @@ class MariaDbEngine(Engine):
         return self.flavor or (DEFAULT_FLAVOR if self.name == "mariadb" else sql.Flavor("mysql", (8, 4, 0)))
 
     def prepare_clone(self, spec: CloneSpec) -> None:
+        if spec.restore_command is not None:
+            raise ValueError(f"{spec.name}: MariaDB replays the binary logs found in log_mount; it has no "
+                             "restore_command (a PostgreSQL setting), so CloneSpec.restore_command must be None")
         datadir, meta = self.data_dir(spec.data_mount), spec.snapshot_meta
         flavor = self.clone_flavor(meta)
         if not datadir.is_dir():

@@ -141,7 +141,9 @@ class PostgresEngine(Engine):
         if not spec.in_place:
             settings.update({"port": str(spec.port), "unix_socket_directories": str(spec.run_dir),
                              "cluster_name": spec.name, "archive_mode": "off"})
-        if spec.log_mount is not None:
+        if spec.restore_command is not None:
+            settings["restore_command"] = spec.restore_command
+        elif spec.log_mount is not None:
             archive = spec.log_mount / ARCHIVE_SUBDIR
             settings["restore_command"] = f'cp "{archive}/%f" "%p"'
         if spec.target is not None:
