@@ -32,7 +32,7 @@ lint:
 test: bootstrap
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: the tests need root (loop devices, mounts)" >&2; exit 1; fi
 	$(ENV) ruff check $(LINT_PATHS)
-	@$(ENV) rc=0; $(CURDIR)/.venv/bin/pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	@$(ENV) rc=0; $(CURDIR)/.venv/bin/pytest -q --durations=12 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc = 5 ]; then echo "make test: pytest collected no tests (exit 5): failing" >&2; fi; \
 	exit $$rc
 
