@@ -86,8 +86,9 @@ def test_scheduled_refresh_gets_its_own_scheduled_dag(tmp_path, monkeypatch):
     assert task.clone_name == "qa" and task.point_in_time == "latest"
 
 
-def sla_with_replication(folder, apps: tuple[str, ...] = ("pgdemo", "pgtwo")):
-    """The example SLA with the given applications and two targets (local first)."""
+def sla_with_replication(folder, apps: tuple[str, ...] = ("pgdemo", "pgtwo"), **replication):
+    """The example SLA with the given applications and two targets (local first), and the other
+    replication keys given."""
     import yaml
 
     doc = yaml.safe_load(EXAMPLE.read_text())
@@ -99,7 +100,8 @@ def sla_with_replication(folder, apps: tuple[str, ...] = ("pgdemo", "pgtwo")):
                "mounts": {"data": f"/srv/{name}/data", "archive": f"/srv/{name}/archive"}}
         doc["applications"].append(app)
     doc["replication"] = {"targets": [{"name": "local", "url": f"file://{folder}/repo"},
-                                      {"name": "s3-main", "url": "s3://bucket/copydata", "conn_id": "aws_repo"}]}
+                                      {"name": "s3-main", "url": "s3://bucket/copydata", "conn_id": "aws_repo"}],
+                         **replication}
     path = folder / "example.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -140,6 +142,19 @@ def test_replicate_runs_on_a_snapshot_or_a_log_backup(tmp_path, monkeypatch):
     condition = bag.dags["copydata__example__replicate"].timetable.asset_condition
     assert isinstance(condition, AssetAny)
     assert [a.uri for a in condition.objects] == ["copydata://pgdemo/snapshots", "copydata://pgdemo/logs"]
+
+
+@pytest.mark.parametrize("proxy_queue", ["backup-proxy", None])
+def test_replicate_tasks_run_on_the_proxy_queue_when_given(tmp_path, monkeypatch, proxy_queue):
+    from airflow.configuration import conf
+
+    sla_with_replication(tmp_path, apps=("pgdemo",), proxy_host="backup-proxy", proxy_queue=proxy_queue)
+    bag = bag_for(tmp_path, monkeypatch)
+    assert bag.import_errors == {}
+    default = conf.get("operators", "default_queue")
+    assert {t.queue for t in bag.dags["copydata__example__replicate"].tasks} == {proxy_queue or default}
+    assert {t.queue for t in bag.dags["copydata__example__replica_maintenance"].tasks} == {default}
+    assert {t.queue for t in bag.dags["copydata__example__snapshot"].tasks} == {default}
 
 
 def test_allowed_roles_resolve_users_through_simple_auth_manager(monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -141,4 +142,30 @@ def test_retried_snapshot_with_suffix_is_idempotent(array, unique):
         assert [s.name for s in array.pgroup_snapshots(pg)] == [f"{pg}.nightly"]
     finally:
         array.destroy_pgroup_snapshot(f"{pg}.nightly", eradicate=True)
+        array.eradicate_volume(vol)
+
+
+def test_replication_names_an_unknown_proxy_host(array, emulator, unique, tmp_path):
+    """The array refuses to connect a copy to a host it does not know: the error names the SLA field,
+    and the copy is discarded."""
+    from copydata.replication.replicate import UnknownHost, replicate, temp_volume
+    from copydata.replication.target import Target
+
+    vol, pg, host, proxy = unique("repl"), unique("pg"), unique("host"), unique("nowhere")
+    app = SimpleNamespace(name=unique("app"), host=host, engine="postgresql", volumes={"data": vol})
+    try:
+        array.create_volume(vol, 8 * MiB)
+        array.ensure_host(host)
+        array.ensure_pgroup(pg, [vol])
+        snap = array.snapshot_pgroup(pg, "s1")
+        row = SimpleNamespace(pgroup_snapshot=snap.name, volumes={"data": snap.volumes[vol]},
+                              consistent_at=snap.created, engine_meta={})
+        catalog = SimpleNamespace(snapshots=lambda name, states=("valid",): [row], log_backups=lambda name: [])
+        ctx = SimpleNamespace(app=app, name=app.name, array=array, catalog=catalog,
+                              connector=LocalConnector(emulator["devices"]))
+        with pytest.raises(UnknownHost, match=f"^replication.proxy_host '{proxy}' is not a host on the array$"):
+            replicate(ctx, Target("t", f"file://{tmp_path}/repo"), host=proxy)
+        assert array.find_volume(temp_volume(app.name, "data")) is None
+    finally:
+        array.destroy_pgroup(pg)
         array.eradicate_volume(vol)

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from copydata.array.types import ArrayError, PgroupSnapshot, Volume
+from copydata.array.types import ArrayError, Connection, PgroupSnapshot, Volume
 from copydata.replication import archive
-from copydata.replication.replicate import replicate, replicate_application
+from copydata.replication.replicate import UnknownHost, replicate, replicate_application
 from copydata.replication.retention import apply_retention, maintain
 from copydata.replication.target import Target
 from copydata.replication.units import parse_rate, parse_size
@@ -99,13 +99,17 @@ def test_log_file_names_and_what_a_point_needs(tmp_path):
 # -- replicate over a fake array ------------------------------------------------------------------------
 
 class FakeArray:
-    """Volumes and snapshots are files (images) or folders (a log archive) under root."""
+    """Volumes and snapshots are files (images) or folders (a log archive) under root. Like the array, it
+    connects volumes to known hosts only and eradicates no connected volume."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.pgsnaps: dict[str, PgroupSnapshot] = {}
         self.diffs: list[tuple[str, str | None]] = []
         self.lists_mapped = True
+        self.hosts = {"db-host", "backup-proxy"}
+        self.connected: set[tuple[str, str]] = set()    # (host, volume)
+        self.connects: list[tuple[str, str]] = []       # every connect, in order
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -138,11 +142,19 @@ class FakeArray:
 
     def connect(self, host: str, name: str) -> None:
         assert self.path(name).exists()
+        if host not in self.hosts:
+            raise ArrayError(f"connect to host {host}", "Host does not exist.", 400, host)
+        self.connected.add((host, name))
+        self.connects.append((host, name))
 
     def disconnect(self, host: str, name: str) -> None:
-        pass
+        self.connected.discard((host, name))
+
+    def connections(self, name: str) -> list[Connection]:
+        return [Connection(h, v, 1) for h, v in sorted(self.connected) if v == name]
 
     def eradicate_volume(self, name: str) -> None:
+        assert not self.connections(name), f"{name} is connected"
         p = self.path(name)
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 
@@ -230,7 +242,7 @@ class Db:
         (self.wal / "wal").mkdir(parents=True)
         self.catalog = FakeCatalog()
         self.segment = 1
-        app = SimpleNamespace(name="db", host="proxy", engine="postgresql",
+        app = SimpleNamespace(name="db", host="db-host", engine="postgresql",
                               volumes={"data": "db-data", "archive": "db-wal"})
         self.ctx = SimpleNamespace(app=app, name="db", array=self.array, connector=FakeConnector(self.array),
                                    catalog=self.catalog)
@@ -421,6 +433,64 @@ def test_a_failing_read_commits_nothing_and_discards_the_copies(db, tmp_path, mo
     repo = target.open_repository()
     assert repo.points() == [] and not list(repo.store.list("locks/"))
     assert not [p for p in db.array.root.iterdir() if "-repl-" in p.name]
+
+
+def test_the_copies_are_read_on_the_proxy_host_else_on_the_application_host(db, tmp_path):
+    target = Target("t", f"file://{tmp_path}/repo", block_size=BS)
+    db.snapshot(1)
+    assert replicate(db.ctx, target).written
+    assert db.array.connects == [("db-host", "db-repl-data"), ("db-host", "db-repl-logs")]
+    db.array.connects.clear()
+    db.write(3)
+    db.snapshot(2)
+    assert replicate(db.ctx, target, host="backup-proxy").written
+    assert db.array.connects == [("backup-proxy", "db-repl-data"), ("backup-proxy", "db-repl-logs")]
+    assert db.array.connected == set()
+
+
+def test_an_unknown_proxy_host_is_named_by_its_sla_field(db, tmp_path):
+    target = Target("t", f"file://{tmp_path}/repo", block_size=BS)
+    db.snapshot(1)
+    with pytest.raises(UnknownHost, match=r"^replication.proxy_host 'nowhere' is not a host on the array$"):
+        replicate(db.ctx, target, host="nowhere")
+    db.ctx.app.host = "gone-host"
+    with pytest.raises(UnknownHost, match="the host 'gone-host' of application db is not a host on the array"):
+        replicate(db.ctx, target)
+    assert not [p for p in db.array.root.iterdir() if "-repl-" in p.name]
+    assert target.open_repository().points() == []
+
+
+def test_leftovers_connected_to_the_previous_proxy_host_are_discarded(db, tmp_path):
+    target = Target("t", f"file://{tmp_path}/repo", block_size=BS)
+    db.snapshot(1)
+    for name in ("db-repl-data", "db-repl-logs"):     # a killed run read them on the application's host
+        db.array.add(name, db.data)
+        db.array.connect("db-host", name)
+    db.array.connects.clear()
+    assert replicate(db.ctx, target, host="backup-proxy").written
+    assert {h for h, _ in db.array.connects} == {"backup-proxy"} and db.array.connected == set()
+    assert not [p for p in db.array.root.iterdir() if "-repl-" in p.name]
+
+
+def test_the_replicate_operator_reads_on_the_sla_proxy_host(monkeypatch):
+    from copydata.airflow.operators import replication as operators
+    from copydata.replication import replicate as mod
+    from copydata.replication.replicate import RunReport
+
+    hosts = []
+
+    def fake_replicate(ctx, target, host=None):
+        hosts.append(host)
+        return RunReport(application="db", target="t", url="file:///r")
+
+    monkeypatch.setattr(mod, "replicate", fake_replicate)
+    monkeypatch.setattr(operators, "open_target", lambda spec: spec)
+    op = operators.ReplicateOperator(task_id="r", sla_file="x.yaml", application="db", target="t")
+    for proxy in ("backup-proxy", None):
+        spec = SimpleNamespace(name="t")
+        sla = SimpleNamespace(name="s", replication=SimpleNamespace(targets=[spec], proxy_host=proxy))
+        op.run(SimpleNamespace(sla=sla), {})
+    assert hosts == ["backup-proxy", None]
 
 
 # -- retention --------------------------------------------------------------------------------------------

@@ -114,6 +114,16 @@ def test_json_round_trip() -> None:
     assert Sla.model_validate(yaml.safe_load(yaml.safe_dump(data))).model_dump() == sla.model_dump()
 
 
+def test_replication_proxy_host_and_queue(tmp_path: Path) -> None:
+    replication = "replication:\n  targets:\n    - {name: local, url: 'file:///srv/r'}\n"
+    plain = load_sla(write(tmp_path, VALID + replication)).replication
+    assert (plain.proxy_host, plain.proxy_queue) == (None, None)
+    proxied = load_sla(write(tmp_path, VALID + replication + "  proxy_host: backup-proxy\n  proxy_queue: proxy_q.1\n"))
+    assert (proxied.replication.proxy_host, proxied.replication.proxy_queue) == ("backup-proxy", "proxy_q.1")
+    bad = VALID + replication + "  proxy_host: backup_proxy\n  proxy_queue: a,b\n"
+    assert [f for *_, f in where(tmp_path, bad)] == ["replication.proxy_host", "replication.proxy_queue"]
+
+
 @pytest.mark.parametrize(("text", "seconds"), [
     ("90s", 90), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1w", 604800), ("PT15M", 900),
     ("P7D", 604800), ("P1DT2H", 93600), ("P1W", 604800), ("PT1H30M", 5400), (" 5m ", 300)])
@@ -350,6 +360,9 @@ def test_schema_describes_defaults() -> None:
     assert schema["$defs"]["Application"]["properties"]["engine"] == {"$ref": "#/$defs/Engine",
                                                                        "description": "Database engine."}
     assert schema["additionalProperties"] is False
+    replication = schema["$defs"]["Replication"]["properties"]
+    assert replication["proxy_host"]["default"] is None and replication["proxy_queue"]["default"] is None
+    assert "Edge worker" in replication["proxy_queue"]["description"]
 
 
 def test_no_airflow_import() -> None:

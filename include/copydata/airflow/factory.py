@@ -97,6 +97,7 @@ def replication_schedule(sla) -> AssetAny:
 
 def _replication_dags(sla, sla_file: Path) -> list[DAG]:
     f, targets = str(sla_file), sla.replication.targets
+    queue = {"queue": sla.replication.proxy_queue} if sla.replication.proxy_queue else {}
     names = ", ".join(f"**{t.name}** ({t.url})" for t in targets)
     with DAG(f"copydata__{sla.name}__replicate", schedule=replication_schedule(sla), **_common(
             sla, "replicate", f"Replicate the snapshots and logs of SLA **{sla.name}** to {names}: incremental "
@@ -107,7 +108,7 @@ def _replication_dags(sla, sla_file: Path) -> list[DAG]:
             for t in targets:
                 task = ReplicateOperator(task_id=f"replicate__{app.name}__{t.name}", sla_file=f, application=app.name,
                                          target=t.name, inlets=[assets.snapshots(app.name), assets.logs(app.name)],
-                                         outlets=[assets.replica(app.name, t.name)])
+                                         outlets=[assets.replica(app.name, t.name)], **queue)
                 if previous is not None:   # one at a time per application: they share <app>-repl-<role> volumes
                     previous >> task
                 previous = task

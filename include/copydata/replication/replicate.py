@@ -4,7 +4,8 @@ For each valid catalog snapshot of the application that the repository does not 
 under one shared repository lock:
 
 1. each volume of the snapshot (role -> array volume snapshot) is copied to a temporary volume
-   `<app>-repl-<role>`, connected to the application's host (the proxy host) and read there;
+   `<app>-repl-<role>`, connected to the proxy host (SLA replication.proxy_host, default the application's
+   host) and read there, by this worker: it must run on that host;
 2. if the newest replicated point before it still has its array snapshot of that role, only the blocks
    that the array's diff between the two snapshots reports are read (incremental); every other block
    inherits its chunk id from that point's manifest. Otherwise the volume is read in full (the first
@@ -56,6 +57,10 @@ class ReplicationError(RuntimeError):
 
 class SnapshotGone(ReplicationError):
     """The catalog lists the snapshot, but the array no longer has it (retention destroyed it meanwhile)."""
+
+
+class UnknownHost(ReplicationError, LookupError):
+    """The array has no host object of that name (a LookupError: retrying cannot help)."""
 
 
 @dataclass
@@ -168,10 +173,12 @@ def replicate_application(ctx, target: Target, progress: ProgressFn | None = Non
 
 
 def replicate(ctx, target: Target, progress: ProgressFn | None = None, *, limit: int | None = None,
-              repo: Repository | None = None, lock_wait: float = 120.0) -> RunReport:
+              repo: Repository | None = None, lock_wait: float = 120.0, host: str | None = None) -> RunReport:
     """replicate_application with the details: what each point read and uploaded. limit: write at most
-    this many points (the oldest missing ones); repo: an already opened repository of target."""
+    this many points (the oldest missing ones); repo: an already opened repository of target; host: the
+    array host that the temporary copies are connected to (the proxy host; None: the application's host)."""
     app = ctx.app
+    host = host or app.host
     started = time.monotonic()
     reporter = ProgressLog(f"replicate {app.name} -> {target.name}", progress)
     if repo is None:
@@ -197,7 +204,7 @@ def replicate(ctx, target: Target, progress: ProgressFn | None = None, *, limit:
         shipped: set[int] = set()
         for snap in todo:
             try:
-                point = _replicate_point(ctx, repo, target, snap, lock, done, times, shipped, reporter)
+                point = _replicate_point(ctx, repo, target, snap, lock, done, times, shipped, reporter, host)
             except SnapshotGone as e:
                 log.warning("%s: skipping %s: %s", app.name, snap.pgroup_snapshot, e)
                 report.gone.append(snap.pgroup_snapshot)
@@ -205,7 +212,7 @@ def replicate(ctx, target: Target, progress: ProgressFn | None = None, *, limit:
             report.points.append(point)
             done.add(snap.pgroup_snapshot)
         if not report.points and not report.pending:   # no point shipped them (none new, or all gone)
-            report.logs = _ship_logs(ctx, repo, lock, shipped, reporter)
+            report.logs = _ship_logs(ctx, repo, lock, shipped, reporter, host)
     report.latest = _newest(repo, app.name, done, times)
     stats = asdict(repo.transfer.snapshot())
     report.stats = {k: v - getattr(counters_before, k) for k, v in stats.items()}
@@ -223,8 +230,35 @@ def temp_volume(app: str, role: str) -> str:
     return f"{app}-repl-{role}"
 
 
+def connect_copy(ctx, host: str, name: str) -> None:
+    """Connect a temporary copy to the host that reads it; an unknown host is named by its SLA field."""
+    try:
+        ctx.array.connect(host, name)
+    except ArrayError as e:
+        if not e.not_found or ctx.array.find_volume(name) is None:
+            raise
+        if host == ctx.app.host:
+            raise UnknownHost(f"the host {host!r} of application {ctx.app.name} is not a host on the array") from e
+        raise UnknownHost(f"replication.proxy_host {host!r} is not a host on the array") from e
+
+
+def discard_copies(ctx, host: str, names: list[str]) -> None:
+    """discard_volumes(host), after disconnecting the copies from any other host: a killed run may have
+    connected them to the previous proxy host, and the array eradicates no connected volume."""
+    for name in names:
+        vol = ctx.array.find_volume(name)
+        if vol is None:
+            continue
+        others = [c.host for c in ctx.array.connections(name) if c.host.lower() != host.lower()]
+        if others:
+            ctx.connector.release(vol.serial)
+        for other in others:
+            ctx.array.disconnect(other, name)
+    discard_volumes(ctx.array, ctx.connector, host, names)
+
+
 def _replicate_point(ctx, repo: Repository, target: Target, snap, lock: Lock, done: set[str],
-                     times: dict[str, Any], shipped: set[int], reporter: ProgressLog) -> PointReport:
+                     times: dict[str, Any], shipped: set[int], reporter: ProgressLog, host: str) -> PointReport:
     app = ctx.app
     started = time.monotonic()
     base_name, base = _base_point(repo, app.name, snap, done, times)
@@ -235,20 +269,20 @@ def _replicate_point(ctx, repo: Repository, target: Target, snap, lock: Lock, do
     temps = [temp_volume(app.name, role) for role in sorted(snap.volumes)]
     entries: list[VolumeEntry] = []
     try:
-        discard_volumes(ctx.array, ctx.connector, app.host, temps)   # left over by a killed run
+        discard_copies(ctx, host, temps)   # left over by a killed run
         for role, member in sorted(snap.volumes.items()):
             previous = _volume_of(base, role)
-            entry, vrep = _replicate_volume(ctx, repo, target, role, member, previous, base_name, reporter)
+            entry, vrep = _replicate_volume(ctx, repo, target, role, member, previous, base_name, reporter, host)
             entries.append(entry)
             point.volumes.append(vrep)
-            discard_volumes(ctx.array, ctx.connector, app.host, [temp_volume(app.name, role)])
-        point.logs = _ship_logs(ctx, repo, lock, shipped, reporter)
+            discard_volumes(ctx.array, ctx.connector, host, [temp_volume(app.name, role)])
+        point.logs = _ship_logs(ctx, repo, lock, shipped, reporter, host)
         manifest = Manifest(application=app.name, point=snap.pgroup_snapshot, volumes=entries,
                             engine=engine_metadata(ctx, snap), parent=base_name)
         lock.check()
         point.manifest_sha256 = repo.write_manifest(manifest, lock)
     finally:
-        discard_volumes(ctx.array, ctx.connector, app.host, temps)
+        discard_volumes(ctx.array, ctx.connector, host, temps)
     point.seconds = time.monotonic() - started
     log.info("%s: committed point %s in %.1f s (%s uploaded)", app.name, snap.pgroup_snapshot, point.seconds,
              format_bytes(point.bytes_put))
@@ -262,8 +296,8 @@ def engine_metadata(ctx, snap) -> dict[str, Any]:
 
 
 def _replicate_volume(ctx, repo: Repository, target: Target, role: str, member: str,
-                      previous: VolumeEntry | None, base_name: str | None,
-                      reporter: ProgressLog) -> tuple[VolumeEntry, VolumeReport]:
+                      previous: VolumeEntry | None, base_name: str | None, reporter: ProgressLog,
+                      host: str) -> tuple[VolumeEntry, VolumeReport]:
     app = ctx.app
     started = time.monotonic()
     name = temp_volume(app.name, role)
@@ -273,7 +307,7 @@ def _replicate_volume(ctx, repo: Repository, target: Target, role: str, member: 
         if e.not_found:
             raise SnapshotGone(f"volume snapshot {member}: {e.message}") from e
         raise
-    ctx.array.connect(app.host, name)
+    connect_copy(ctx, host, name)
     device = ctx.connector.device(vol.serial)
     ctx.connector.flush(device)
     ranges, prev, mode = _changes(ctx.array, member, previous, base_name, target.block_size)
@@ -409,7 +443,8 @@ def _already_shipped(repo: Repository, app: str, backup, have: set[str]) -> bool
         return False
 
 
-def _ship_logs(ctx, repo: Repository, lock: Lock, shipped: set[int], reporter: ProgressLog) -> LogReport | None:
+def _ship_logs(ctx, repo: Repository, lock: Lock, shipped: set[int], reporter: ProgressLog,
+               host: str) -> LogReport | None:
     """Upload the archive files of the newest log backup that the repository lacks."""
     app = ctx.app
     backups = ctx.catalog.log_backups(app.name)
@@ -434,9 +469,9 @@ def _ship_logs(ctx, repo: Repository, lock: Lock, shipped: set[int], reporter: P
     mount = Path(tempfile.mkdtemp(prefix=f"repl-{app.name}-logs-", dir=paths.home()))
     before = repo.transfer.snapshot()
     try:
-        discard_volumes(ctx.array, ctx.connector, app.host, [name])
+        discard_copies(ctx, host, [name])   # left over by a killed run
         vol = ctx.array.copy_volume(source, name, overwrite=True)
-        ctx.array.connect(app.host, name)
+        connect_copy(ctx, host, name)
         device = ctx.connector.device(vol.serial)
         ctx.connector.flush(device)
         ctx.connector.mount(device, str(mount), options="ro,noatime")
@@ -456,7 +491,7 @@ def _ship_logs(ctx, repo: Repository, lock: Lock, shipped: set[int], reporter: P
                 rep.conflicts.append(n)
     finally:
         ctx.connector.unmount(str(mount))
-        discard_volumes(ctx.array, ctx.connector, app.host, [name])
+        discard_volumes(ctx.array, ctx.connector, host, [name])
         with contextlib.suppress(OSError):
             mount.rmdir()   # empty once unmounted; never rmtree: it could still be a mount
     shipped.add(newest.id)

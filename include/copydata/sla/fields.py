@@ -28,6 +28,7 @@ _ARRAY_NAME = r"[A-Za-z0-9][A-Za-z0-9-]{0,62}"
 ARRAY_NAME_PATTERN = rf"^({_ARRAY_NAME}::)?{_ARRAY_NAME}$"
 VOLUME_NAME_PATTERN = rf"^({_ARRAY_NAME}::)?({_ARRAY_NAME}/)?{_ARRAY_NAME}$"
 CONN_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,250}$"
+QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,256}$"
 ROLE_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN),
@@ -40,6 +41,8 @@ VolumeName = Annotated[str, Field(pattern=VOLUME_NAME_PATTERN),
                               "optionally 'pod::' and/or 'vgroup/' in front")]
 ConnId = Annotated[str, Field(pattern=CONN_ID_PATTERN),
                    Expect("an Airflow connection id: letters, digits, '_', '.' and '-'")]
+QueueName = Annotated[str, Field(pattern=QUEUE_PATTERN),
+                      Expect("an Airflow queue name: letters, digits, '_', '.' and '-', 1-256 characters")]
 Role = Annotated[str, Field(pattern=ROLE_PATTERN),
                  Expect(f"a role name matching {ROLE_PATTERN}, such as data or archive")]
 OsUser = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$"), Expect("a Unix user name such as postgres")]

@@ -28,6 +28,7 @@ from .fields import (
     Mounts,
     Name,
     OsUser,
+    QueueName,
     RelativePath,
     Schedule,
     Text,
@@ -239,6 +240,12 @@ class Replication(_Model):
 
     targets: list[ReplicationTarget] = Field(min_length=1, description=(
         "Repositories; each gets every application of the SLA (DAG copydata__<sla>__replicate)."))
+    proxy_host: ArrayName | None = Field(None, description=(
+        "The array's host object that the temporary copies of the snapshot volumes are connected to and read "
+        "on (the proxy host). Default: each application's host."))
+    proxy_queue: QueueName | None = Field(None, description=(
+        "Airflow queue of the replicate tasks, e.g. the queue of an Edge worker on the proxy host. "
+        "Default: none (the executor's default queue)."))
 
     @model_validator(mode="after")
     def _rules(self) -> Replication:

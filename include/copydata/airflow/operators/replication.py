@@ -36,7 +36,8 @@ def open_target(spec):
 
 
 class ReplicateOperator(CopydataOperator):
-    """Replicate the application's new snapshots and logs to one target; the outlet event carries
+    """Replicate the application's new snapshots and logs to one target, reading them on the SLA's
+    replication.proxy_host (default: the application's host); the outlet event carries
     {point: newest point in the target, bytes_uploaded, written, ...}."""
 
     template_fields: Sequence[str] = ("sla_file", "application", "target")
@@ -49,7 +50,7 @@ class ReplicateOperator(CopydataOperator):
         from copydata.replication.replicate import replicate
 
         target = open_target(find_target(ctx.sla, self.target))
-        report = replicate(ctx, target)
+        report = replicate(ctx, target, host=ctx.sla.replication.proxy_host)
         summary = report.summary()
         if report.logs is not None or any(p.logs for p in report.points):
             shipped = [p.logs for p in report.points if p.logs] + ([report.logs] if report.logs else [])
