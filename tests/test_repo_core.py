@@ -177,3 +177,37 @@ def test_restore_checks_volume_hashes(tmp_path: Path) -> None:
     entry.digest = "0" * 64
     with pytest.raises(VerifyError, match="digest"):
         restore_image(repo, entry, tmp_path / "bad2")
+
+
+def test_delta_restore_compares_zero_blocks_without_hashing(tmp_path: Path, monkeypatch) -> None:
+    """A null (zero) block of the manifest: a target block of zeros is left alone and not hashed; a
+    non-zero target block is made zero. Blocks with data are still compared by id."""
+    from copydata.repo import images
+
+    bs = 64 << 10
+    repo = Repository.init(PosixStore(tmp_path / "repo"), block_size=bs)
+    a, d = os.urandom(bs), os.urandom(bs - 1000)             # the last block is a short one
+    src = tmp_path / "src"
+    src.write_bytes(a + bytes(bs) + bytes(bs) + d)
+    entry = images.backup_image(repo, src)
+    assert entry.chunks[1] is None and entry.chunks[2] is None and None not in (entry.chunks[0], entry.chunks[3])
+    target = tmp_path / "target"
+    old3 = os.urandom(len(d))
+    target.write_bytes(a + bytes(bs) + b"x" * bs + old3)    # block 0 the same, 1 zero, 2 not zero, 3 other
+
+    hashed: list[bytes] = []
+    chunk_id = repo.chunk_id
+    monkeypatch.setattr(repo, "chunk_id", lambda data: hashed.append(bytes(data)) or chunk_id(data))
+    writes: list[int] = []
+    pwrite = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: writes.append(offset) or pwrite(fd, data, offset))
+    zeroed: list[int] = []
+    zero = images._zero
+    monkeypatch.setattr(images, "_zero", lambda fd, offset, length, is_file: zeroed.append(offset)
+                        or zero(fd, offset, length, is_file))
+
+    result = images.restore_image(repo, entry, target, only_differing=True)
+    assert (result.unchanged, result.zeroed, result.written) == (2, 1, 1)
+    assert sorted(hashed) == sorted([a, old3])                     # only blocks 0 and 3 were hashed
+    assert zeroed == [2 * bs] and sorted(set(writes)) == [3 * bs]   # block 1 untouched, 2 made zero, 3 written
+    assert target.read_bytes() == src.read_bytes()
