@@ -10,8 +10,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Self, TextIO
 
 from .. import paths
 
@@ -48,6 +49,31 @@ def require_root() -> None:
 
 def lab_dir(name: str) -> Path:
     return paths.home() / "lab" / name
+
+
+@dataclass(frozen=True)
+class LabLayout:
+    """Where a lab keeps its things, whatever the engine: the data volume mounted at <root>/data, the log
+    archive at <root>/archive, sockets, logs and option files in <root>/run."""
+
+    name: str
+    root: Path  # $COPYDATA_HOME/lab/<name>
+
+    @classmethod
+    def named(cls, name: str) -> Self:
+        return cls(check_name(name), lab_dir(name))
+
+    @property
+    def data_mount(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def archive_mount(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
 
 
 def short_hostname() -> str:

@@ -11,11 +11,7 @@ from . import airflow_conns, myserver, sla, storage
 from .common import (
     LabError,
     Steps,
-    check_name,
-    check_reachable,
     first_free_port,
-    lab_dir,
-    lab_iqn,
     os_user_exists,
     port_free,
     require_root,
@@ -82,20 +78,10 @@ def _server_steps(steps: Steps, lab: MyLab, opts: CreateOptions) -> int:
     return port
 
 
-def _sla_step(steps: Steps, lab: MyLab, opts: CreateOptions, host: str, vols: list[LabVolume]) -> Path:
-    with steps.step("SLA file") as note:
-        path = sla.sla_path(opts.sla_dir, lab.name)
-        app = sla.application(lab.name, ENGINE, conn_id(lab.name), host, {v.role: v.name for v in vols},
-                              {v.role: v.mount for v in vols}, DATA_SUBDIR, OS_USER)
-        changed = sla.write(path, sla.document(lab.name, app), ENGINE)
-        note["text"] = f"{path} {'written' if changed else 'unchanged'}"
-    return path
-
-
 def create(opts: CreateOptions, out: TextIO | None = None) -> None:
     require_root()
     os_user_exists(OS_USER)
-    lab = MyLab(check_name(opts.name), lab_dir(opts.name))
+    lab = MyLab.named(opts.name)
     for program in ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-admin"):
         myserver.binary(program)
     if opts.sysbench_tables is not None and opts.sysbench_tables < 1:
@@ -103,45 +89,29 @@ def create(opts: CreateOptions, out: TextIO | None = None) -> None:
     if opts.sysbench_rows < 1:
         raise LabError("--sysbench-rows must be 1 or more")
     vols = lab_volumes(lab, opts.data_size, opts.archive_size)
-    lab.root.mkdir(parents=True, exist_ok=True)
-    check_reachable(OS_USER, lab.root)
-    steps = Steps(f"copydata lab mariadb create {lab.name}", out)
-    endpoint = storage.emulator_step(steps)
-    with storage.array_session(endpoint) as s:
-        serials = storage.array_steps(steps, s, vols, lab_pgroups(lab.name), OS_USER,
-                                      lambda: myserver.prepare_dirs(lab))
-        host = s.host
+    steps, endpoint, host, serials = storage.create_storage(ENGINE, lab, vols, lab_pgroups(lab.name), OS_USER,
+                                                            lambda: myserver.prepare_dirs(lab), out)
     port = _server_steps(steps, lab, opts)
     specs = [airflow_conns.mariadb_conn(lab.name, port, DB_USER, myserver.read_password(lab), lab.password_file),
              airflow_conns.flasharray_conn(endpoint, host)]
     conns = airflow_conns.register_step(steps, specs, opts.airflow)
-    sla_file = _sla_step(steps, lab, opts, host, vols)
-    _summary(out, lab, port, host, vols, serials, sla_file, conns, specs)
-
-
-def _summary(out: TextIO | None, lab: MyLab, port: int, host: str, vols: list[LabVolume], serials: dict[str, str],
-             sla_file: Path, conns: str, specs: list[airflow_conns.ConnSpec]) -> None:
-    lines = [f"\n== lab {lab.name} is ready",
-             f"  DSN         mysql://{DB_USER}@127.0.0.1:{port}/mysql (password in {lab.password_file})",
-             f"  socket      mariadb --defaults-file={lab.cnf}   (as root; or -u {DB_USER} -p)",
-             f"  server log  {lab.logfile}",
-             f"  array host  {host} ({lab_iqn()})"]
-    lines += storage.volume_lines(vols, serials)
-    groups = ", ".join(f"{g} ({' + '.join(m)})" for g, m in lab_pgroups(lab.name).items())
-    lines += [f"  pgroups     {groups}",
-              f"  binlogs     {lab.datadir / BINLOG_BASENAME}.* (server)",
-              f"  archive     {lab.binlog_archive} (binlog archive)",
-              f"  SLA file    {sla_file}",
-              f"  Airflow     {conns}",
-              "  equivalent environment variables (secrets are not shown):"]
-    lines += [f"    {spec.env_line()}" for spec in specs]
-    print("\n".join(lines), file=out, flush=True)
+    sla_file = sla.write_step(steps, opts.sla_dir, ENGINE, lab.name, ENGINE, conn_id(lab.name), host, vols,
+                              DATA_SUBDIR, OS_USER)
+    storage.print_summary(
+        out, lab.name,
+        [f"  DSN         mysql://{DB_USER}@127.0.0.1:{port}/mysql (password in {lab.password_file})",
+         f"  socket      mariadb --defaults-file={lab.cnf}   (as root; or -u {DB_USER} -p)",
+         f"  server log  {lab.logfile}"],
+        host, vols, serials, lab_pgroups(lab.name),
+        [f"  binlogs     {lab.datadir / BINLOG_BASENAME}.* (server)",
+         f"  archive     {lab.binlog_archive} (binlog archive)"],
+        sla_file, conns, specs, "secrets are")
 
 
 # -- destroy --------------------------------------------------------------------------------
 def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO | None = None) -> None:
     require_root()
-    lab = MyLab(check_name(name), lab_dir(name))
+    lab = MyLab.named(name)
     storage.destroy_lab("mariadb", lab.name, lab.root, lab_volumes(lab), list(lab_pgroups(lab.name)),
                         conn_id(lab.name), sla.sla_path(sla_dir, lab.name), lambda: myserver.stop(lab), airflow,
                         out)

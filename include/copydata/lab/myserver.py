@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import LabError, check_name, chown, lab_dir
+from .common import LabError, LabLayout, chown
 
 OS_USER = "mysql"
 PORT_BASE = 53306
@@ -34,26 +34,7 @@ HEADER = "# Written by `copydata lab mariadb create`; a new create rewrites it (
 
 
 @dataclass(frozen=True)
-class MyLab:
-    name: str
-    root: Path  # $COPYDATA_HOME/lab/<name>
-
-    @classmethod
-    def named(cls, name: str) -> MyLab:
-        return cls(check_name(name), lab_dir(name))
-
-    @property
-    def data_mount(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def archive_mount(self) -> Path:
-        return self.root / "archive"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.root / "run"
-
+class MyLab(LabLayout):
     @property
     def datadir(self) -> Path:
         return self.data_mount / DATA_SUBDIR

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 
 from ..engines.postgres import ARCHIVE_SUBDIR, PostgresEngine
-from .common import LabError, chown, run_as
+from .common import LabError, LabLayout, chown, run_as
 
 OS_USER = "postgres"
 PORT_BASE = 55432
@@ -20,22 +20,7 @@ PORT_RE = re.compile(r"^port = (\d+)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
-class PgLab:
-    name: str
-    root: Path  # $COPYDATA_HOME/lab/<name>
-
-    @property
-    def data_mount(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def archive_mount(self) -> Path:
-        return self.root / "archive"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.root / "run"
-
+class PgLab(LabLayout):
     @property
     def pgdata(self) -> Path:
         return self.data_mount / "pgdata"

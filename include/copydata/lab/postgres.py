@@ -11,11 +11,7 @@ from . import airflow_conns, pgserver, sla, storage
 from .common import (
     LabError,
     Steps,
-    check_name,
-    check_reachable,
     first_free_port,
-    lab_dir,
-    lab_iqn,
     os_user_exists,
     port_free,
     require_root,
@@ -75,58 +71,31 @@ def _server_steps(steps: Steps, lab: PgLab, opts: CreateOptions) -> int:
     return port
 
 
-def _sla_step(steps: Steps, lab: PgLab, opts: CreateOptions, host: str, vols: list[LabVolume]) -> Path:
-    with steps.step("SLA file") as note:
-        path = sla.sla_path(opts.sla_dir, lab.name)
-        app = sla.application(lab.name, "postgresql", f"copydata_pg_{lab.name}", host,
-                              {v.role: v.name for v in vols}, {v.role: v.mount for v in vols}, "pgdata", OS_USER)
-        changed = sla.write(path, sla.document(lab.name, app), "postgres")
-        note["text"] = f"{path} {'written' if changed else 'unchanged'}"
-    return path
-
-
 def create(opts: CreateOptions, out: TextIO | None = None) -> None:
     require_root()
     os_user_exists(OS_USER)
-    lab = PgLab(check_name(opts.name), lab_dir(opts.name))
+    lab = PgLab.named(opts.name)
     vols = lab_volumes(lab, opts.data_size, opts.archive_size)
-    lab.root.mkdir(parents=True, exist_ok=True)
-    check_reachable(OS_USER, lab.root)
-    steps = Steps(f"copydata lab postgres create {lab.name}", out)
-    endpoint = storage.emulator_step(steps)
-    with storage.array_session(endpoint) as s:
-        serials = storage.array_steps(steps, s, vols, lab_pgroups(lab.name), OS_USER,
-                                      lambda: pgserver.prepare_dirs(lab))
-        host = s.host
+    steps, endpoint, host, serials = storage.create_storage("postgres", lab, vols, lab_pgroups(lab.name), OS_USER,
+                                                            lambda: pgserver.prepare_dirs(lab), out)
     port = _server_steps(steps, lab, opts)
     specs = [airflow_conns.postgres_conn(lab.name, port), airflow_conns.flasharray_conn(endpoint, host)]
     conns = airflow_conns.register_step(steps, specs, opts.airflow)
-    sla_file = _sla_step(steps, lab, opts, host, vols)
-    _summary(out, lab, port, host, vols, serials, sla_file, conns, specs)
-
-
-def _summary(out: TextIO, lab: PgLab, port: int, host: str, vols: list[LabVolume], serials: dict[str, str],
-             sla_file: Path, conns: str, specs: list[airflow_conns.ConnSpec]) -> None:
-    lines = [f"\n== lab {lab.name} is ready",
-             f"  DSN         postgresql://postgres@127.0.0.1:{port}/postgres",
-             f"  socket      psql -h {lab.run_dir} -p {port} -U postgres",
-             f"  server log  {lab.logfile}",
-             f"  array host  {host} ({lab_iqn()})"]
-    lines += storage.volume_lines(vols, serials)
-    groups = ", ".join(f"{g} ({' + '.join(m)})" for g, m in lab_pgroups(lab.name).items())
-    lines += [f"  pgroups     {groups}",
-              f"  WAL archive {lab.wal_dir}",
-              f"  SLA file    {sla_file}",
-              f"  Airflow     {conns}",
-              "  equivalent environment variables (the token is not shown):"]
-    lines += [f"    {spec.env_line()}" for spec in specs]
-    print("\n".join(lines), file=out, flush=True)
+    sla_file = sla.write_step(steps, opts.sla_dir, "postgres", lab.name, "postgresql", f"copydata_pg_{lab.name}",
+                              host, vols, "pgdata", OS_USER)
+    storage.print_summary(
+        out, lab.name,
+        [f"  DSN         postgresql://postgres@127.0.0.1:{port}/postgres",
+         f"  socket      psql -h {lab.run_dir} -p {port} -U postgres",
+         f"  server log  {lab.logfile}"],
+        host, vols, serials, lab_pgroups(lab.name), [f"  WAL archive {lab.wal_dir}"],
+        sla_file, conns, specs, "the token is")
 
 
 # -- destroy --------------------------------------------------------------------------------
 def destroy(name: str, sla_dir: Path | None = None, airflow: bool = True, out: TextIO | None = None) -> None:
     require_root()
-    lab = PgLab(check_name(name), lab_dir(name))
+    lab = PgLab.named(name)
 
     def stop_server() -> bool:
         running = pgserver.is_running(lab)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .. import paths
+
+if TYPE_CHECKING:
+    from .common import Steps
+    from .storage import LabVolume
 
 HEADER = ("# Written by `copydata lab {engine} create {name}`; removed by `copydata lab {engine} destroy {name}`.\n"
           "# Edit freely, but a new create overwrites it.\n")
@@ -57,3 +62,16 @@ def write(path: Path, doc: dict, engine: str) -> bool:
     tmp.write_text(text)
     tmp.replace(path)
     return True
+
+
+def write_step(steps: Steps, sla_dir: Path | None, kind: str, name: str, engine: str, conn_id: str, host: str,
+               vols: list[LabVolume], data_directory: str, os_user: str) -> Path:
+    """Step "SLA file": the lab's SLA file with its one application (kind: the `copydata lab` command).
+    Returns its path."""
+    with steps.step("SLA file") as note:
+        path = sla_path(sla_dir, name)
+        app = application(name, engine, conn_id, host, {v.role: v.name for v in vols},
+                          {v.role: v.mount for v in vols}, data_directory, os_user)
+        changed = write(path, document(name, app), kind)
+        note["text"] = f"{path} {'written' if changed else 'unchanged'}"
+    return path

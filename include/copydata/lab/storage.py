@@ -9,13 +9,16 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .. import paths, sysutil
 from ..array import ArrayClient, ArrayError, PgroupSnapshot, Volume, open_array
 from ..connector import LocalConnector
 from ..emulator import service
-from .common import EMULATOR_HOST, LabError, Steps, chown, lab_host, lab_iqn
+from .common import EMULATOR_HOST, LabError, LabLayout, Steps, check_reachable, chown, lab_host, lab_iqn
+
+if TYPE_CHECKING:
+    from .airflow_conns import ConnSpec
 
 
 @dataclass(frozen=True)
@@ -192,11 +195,41 @@ def array_steps(steps: Steps, s: ArraySession, vols: list[LabVolume], pgroups: d
     return {name: serial for name, (serial, _) in made.items()}
 
 
+def create_storage(kind: str, lab: LabLayout, vols: list[LabVolume], pgroups: dict[str, list[str]], owner: str,
+                   prepare_dirs: Callable[[], None], out: TextIO | None) -> tuple[Steps, dict, str, dict[str, str]]:
+    """How every lab's create starts: the lab folder (owner must reach it), then the steps "emulator", "array
+    host", "volumes and pgroups", "filesystems and mounts". Returns (steps, endpoint, host, volume -> serial)."""
+    lab.root.mkdir(parents=True, exist_ok=True)
+    check_reachable(owner, lab.root)
+    steps = Steps(f"copydata lab {kind} create {lab.name}", out)
+    endpoint = emulator_step(steps)
+    with array_session(endpoint) as s:
+        serials = array_steps(steps, s, vols, pgroups, owner, prepare_dirs)
+        host = s.host
+    return steps, endpoint, host, serials
+
+
 def volume_lines(vols: list[LabVolume], serials: dict[str, str]) -> list[str]:
     """The summary's volume lines: name, serial, role and mount point."""
     width = max(len(v.name) for v in vols)
     return [f"  {'volumes' if i == 0 else '':<11} {v.name:<{width}}  serial {serials[v.name]}  {v.role:<7} -> {v.mount}"
             for i, v in enumerate(vols)]
+
+
+def print_summary(out: TextIO | None, name: str, access: list[str], host: str, vols: list[LabVolume],
+                  serials: dict[str, str], pgroups: dict[str, list[str]], logs: list[str], sla_file: Path,
+                  conns: str, specs: list[ConnSpec], hidden: str) -> None:
+    """The lines a create ends with: how to reach the server (access), the array objects, where the logs
+    go, the SLA file and the connections (`hidden`: what their environment lines leave out)."""
+    groups = ", ".join(f"{g} ({' + '.join(m)})" for g, m in pgroups.items())
+    lines = [f"\n== lab {name} is ready", *access, f"  array host  {host} ({lab_iqn()})",
+             *volume_lines(vols, serials),
+             f"  pgroups     {groups}", *logs,
+             f"  SLA file    {sla_file}",
+             f"  Airflow     {conns}",
+             f"  equivalent environment variables ({hidden} not shown):"]
+    lines += [f"    {spec.env_line()}" for spec in specs]
+    print("\n".join(lines), file=out, flush=True)
 
 
 def teardown_array(steps: Steps, s: ArraySession, vols: list[LabVolume], pgroups: list[str],
