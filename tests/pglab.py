@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import subprocess
@@ -45,14 +44,12 @@ class Lab:
                                autocommit=True)
 
 
-def set_connections(name: str, endpoint: dict, port: int, host_name: str) -> None:
-    host, fa_port = endpoint["target"].rsplit(":", 1)
-    os.environ[f"AIRFLOW_CONN_COPYDATA_PG_{name.upper()}"] = json.dumps(
-        {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "postgres"})
-    os.environ["AIRFLOW_CONN_FLASHARRAY_DEFAULT"] = json.dumps(
-        {"conn_type": "flasharray", "host": host, "port": int(fa_port), "password": endpoint["api_token"],
-         "extra": {"ca_file": endpoint["ca_file"], "verify_tls": True, "devices_dir": endpoint["devices"],
-                   "host_name": host_name}})
+def set_connections(name: str, port: int) -> None:
+    """AIRFLOW_CONN_* for the lab database and the emulator of $COPYDATA_HOME (dag.test reads them first)."""
+    from copydata.demo.common import env_connections
+
+    env_connections(f"copydata_pg_{name}", {"conn_type": "postgres", "host": "127.0.0.1", "port": port,
+                                            "login": "postgres", "schema": "postgres"})
 
 
 def stop_postgres_under(folder: Path) -> None:
@@ -74,35 +71,43 @@ def lab_home() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def lab(name: str, home: Path, pgbench_scale: int = 2) -> Iterator[Lab]:
-    """COPYDATA_HOME=home; an emulator, a lab database with pgbench data; all torn down afterwards."""
-    from copydata.emulator import service
-    from copydata.lab import postgres as labpg
-    from copydata.lab.common import lab_host
-    from copydata.lab.pgserver import PgLab, configured_port
-
+def lab_env(home: Path) -> Iterator[Path]:
+    """COPYDATA_HOME=home, its SLA folder (yielded) and a SQLite catalog in it; the previous values after."""
     saved = {k: os.environ.get(k) for k in ("COPYDATA_HOME", "COPYDATA_SLA_DIR", "COPYDATA_CATALOG_URL")}
     sla_dir = home / "slas"
     os.environ.update({"COPYDATA_HOME": str(home), "COPYDATA_SLA_DIR": str(sla_dir),
                        "COPYDATA_CATALOG_URL": f"sqlite:///{home / 'catalog.db'}"})
     try:
-        labpg.create(labpg.CreateOptions(name=name, data_size=4 << 30, archive_size=2 << 30, sla_dir=sla_dir,
-                                         airflow=False, pgbench_scale=pgbench_scale))
-        endpoint = service.read_endpoint(home / "emulator")
-        port = configured_port(PgLab(name, home / "lab" / name).conf)
-        set_connections(name, endpoint, port, lab_host())
-        yield Lab(name, home, sla_dir, endpoint, port)
+        yield sla_dir
     finally:
-        stop_postgres_under(home / "clones")
-        with contextlib.suppress(Exception):
-            labpg.destroy(name, sla_dir=sla_dir, airflow=False)
-        stop_postgres_under(home / "lab")
-        service.stop(home / "emulator")
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def lab(name: str, home: Path, pgbench_scale: int = 2) -> Iterator[Lab]:
+    """COPYDATA_HOME=home; an emulator, a lab database with pgbench data; all torn down afterwards."""
+    from copydata.emulator import service
+    from copydata.lab import postgres as labpg
+    from copydata.lab.pgserver import PgLab, configured_port
+
+    with lab_env(home) as sla_dir:
+        try:
+            labpg.create(labpg.CreateOptions(name=name, data_size=4 << 30, archive_size=2 << 30, sla_dir=sla_dir,
+                                             airflow=False, pgbench_scale=pgbench_scale))
+            endpoint = service.read_endpoint(home / "emulator")
+            port = configured_port(PgLab(name, home / "lab" / name).conf)
+            set_connections(name, port)
+            yield Lab(name, home, sla_dir, endpoint, port)
+        finally:
+            stop_postgres_under(home / "clones")
+            with contextlib.suppress(Exception):
+                labpg.destroy(name, sla_dir=sla_dir, airflow=False)
+            stop_postgres_under(home / "lab")
+            service.stop(home / "emulator")
 
 
 class Load(PgLoad):
