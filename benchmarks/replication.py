@@ -386,7 +386,7 @@ class Bench:
                           args.pgbr_processes)
         pgbr.setup(archive_command(PgLab(lab.name, lab.root).wal_dir))
         targets = {s: Target(name=f"bench-{s}", url=self.url(s, lab)[0], conn_id=self.url(s, lab)[1],
-                             workers=args.workers) for s in args.stores}
+                             workers=args.workers, block_size=args.block_size) for s in args.stores}
         engine = PostgresEngine(DbTarget(host=str(lab.socket_dir), port=lab.port, user="postgres"),
                                 data_directory="pgdata", os_user="postgres")
         with app_context(self.home, lab.sla_file, engine) as ctx:
@@ -588,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=2, help="pgbench -c and -j")
     ap.add_argument("--level", type=int, default=3, help="zstd level of both tools (copydata's is 3)")
     ap.add_argument("--workers", type=int, default=4, help="copydata upload threads")
+    ap.add_argument("--block-size", default="1M", help="copydata repository block size, 4K..4M (default 1M)")
     ap.add_argument("--pgbr-processes", type=int, default=2, help="pgBackRest process-max")
     ap.add_argument("--home", help="COPYDATA_HOME (default: a fresh folder under /var/tmp, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the fresh COPYDATA_HOME folder")
@@ -600,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             ap.error(f"{tool} is not installed: apt-get install {tool} (or make bootstrap)")
     args.tag = time.strftime("%H%M%S")
+    out = os.fdopen(os.dup(1), "w")   # the tables; Airflow's logging writes to fd 1, which now goes to stderr
+    os.dup2(2, 1)
     results: list[StoreResult] = []
     with bench_home(args.home, args.keep, prefix="copydata-repl-bench-") as home:
         os.environ.setdefault("AIRFLOW_HOME", str(home.root / "airflow"))
@@ -614,15 +617,16 @@ def main(argv: list[str] | None = None) -> int:
             if s3 is not None:
                 s3.stop()
             stop_emulator(home)
-    print(f"\ncopydata vs pgBackRest {subprocess.run(['pgbackrest', 'version'], capture_output=True, text=True).stdout.split()[-1]}"
-          f": {args.size:g} GiB pgbench (scale {max(1, round(SCALE_PER_GIB * args.size))}), "
-          f"{args.load_seconds} s of load before each incremental, zstd {args.level}, copydata {args.workers} "
-          f"workers, pgBackRest process-max {args.pgbr_processes}; {os.cpu_count()} cores\n")
+    version = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True).stdout.split()[-1]
+    print(f"\ncopydata vs pgBackRest {version}: {args.size:g} GiB pgbench (scale "
+          f"{max(1, round(SCALE_PER_GIB * args.size))}), {args.load_seconds} s of load before each incremental, zstd "
+          f"{args.level}, copydata {args.workers} workers and {args.block_size} blocks, pgBackRest process-max {args.pgbr_processes}; "
+          f"{os.cpu_count()} cores\n", file=out)
     for r in results:
-        print(f"== {r.profile} / {r.store} (load tps: {', '.join(f'{t:.0f}' for t in r.tps)})")
-        print(step_table(r))
-        print()
-    print(summary_table(results))
+        print(f"== {r.profile} / {r.store} (load tps: {', '.join(f'{t:.0f}' for t in r.tps)})", file=out)
+        print(step_table(r) + "\n", file=out)
+    print(summary_table(results), file=out)
+    out.flush()
     return 0 if all(x.matches for r in results for x in r.restores) else 1
 
 
