@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import shutil
 import subprocess
 import tempfile
@@ -50,6 +51,16 @@ def test_env_lines_hide_the_token() -> None:
     endpoint = {"target": "127.0.0.1:18443", "api_token": "secret-token", "ca_file": "/ca.pem", "devices": "/dev/x"}
     line = airflow_conns.flasharray_conn(endpoint, "lab-h").env_line()
     assert "secret-token" not in line and airflow_conns.TOKEN_PLACEHOLDER in line
+
+
+def test_env_lines_work_in_a_shell_for_any_lab_name() -> None:
+    for name in ("plain", "with-dash"):
+        line = airflow_conns.postgres_conn(name, 55432).env_line()
+        var = f"AIRFLOW_CONN_COPYDATA_PG_{name.upper()}"
+        script = line.replace("COMMAND", "printenv " + var) if line.startswith("env ") else f"{line}; printenv {var}"
+        shown = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+        assert json.loads(shown) == {"conn_type": "postgres", "host": "127.0.0.1", "port": 55432,
+                                     "login": "postgres", "schema": "postgres"}
 
 
 # -- the lab on a real emulator (root) -------------------------------------------------------

@@ -33,14 +33,19 @@ class ConnSpec:
     secret_hint: str = TOKEN_PLACEHOLDER  # what env_line() shows instead of the password
 
     def env_line(self) -> str:
-        """The AIRFLOW_CONN_... line that defines the same connection, with the secret left out."""
+        """A shell line that defines the same connection through AIRFLOW_CONN_..., with the secret left out:
+        `export NAME='json'`, or for a connection id a shell variable cannot hold (a '-' in a lab name)
+        `env 'NAME=json' COMMAND`, which passes it to one command."""
         doc = {"conn_type": self.conn_type, "host": self.host, "port": self.port}
         doc.update({k: v for k, v in (("login", self.login), ("schema", self.schema)) if v})
         if self.password:
             doc["password"] = self.secret_hint
         if self.extra:
             doc["extra"] = self.extra
-        return f"AIRFLOW_CONN_{self.conn_id.upper()}='{json.dumps(doc)}'"
+        name = f"AIRFLOW_CONN_{self.conn_id.upper()}"
+        if name.isidentifier():
+            return f"export {name}='{json.dumps(doc)}'"
+        return f"env '{name}={json.dumps(doc)}' COMMAND"
 
 
 def postgres_conn(name: str, port: int) -> ConnSpec:

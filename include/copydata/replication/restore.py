@@ -349,7 +349,7 @@ def plan_wal(names: list[str], snapshot_meta: dict[str, Any], application: str =
     is unbroken. Segments of older timelines than the point's are left out."""
     from copydata.engines.postgres import wal
 
-    start = snapshot_meta.get("start_segment") or _label_segment(snapshot_meta.get("backup_label") or "")
+    start = snapshot_meta.get("start_segment") or wal.label_start_segment(snapshot_meta.get("backup_label") or "")
     if not start:
         raise RecoveryError(f"{application}: the point's engine metadata has no start_segment or backup_label")
     stop = snapshot_meta.get("stop_segment") or start
@@ -373,13 +373,6 @@ def plan_wal(names: list[str], snapshot_meta: dict[str, Any], application: str =
     segments = [n for no in range(start_no, end + 1) for n in sorted(by_no[no])]
     histories = sorted(n for n in names if n.endswith(".history"))
     return LogPlan(histories, segments, stop, wal.name(newest_tli, end + 1))
-
-
-def _label_segment(labelfile: str) -> str | None:
-    for line in labelfile.splitlines():
-        if line.startswith("START WAL LOCATION:") and "(file " in line:
-            return line.split("(file ")[1].rstrip(")").strip()
-    return None
 
 
 def latest_covered(repo: Repository, application: str, segments: list[str], look_back: int = 16

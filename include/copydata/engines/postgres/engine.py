@@ -85,7 +85,7 @@ class PostgresEngine(Engine):
         res.consistent_at = server_now
         res.meta.update({"stop_lsn": str(lsn), "backup_label": labelfile, "tablespace_map": spcmap or "",
                          "stop_segment": segment, "timeline": timeline,
-                         "start_segment": _label_segment(labelfile)})
+                         "start_segment": wal.label_start_segment(labelfile)})
 
     # -- logs ------------------------------------------------------------------------------
     def push_logs(self, timeout: float) -> LogPosition:
@@ -227,13 +227,6 @@ def _postmaster_alive(pgdata: Path) -> bool:
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return False
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _label_segment(labelfile: str) -> str | None:
-    for line in labelfile.splitlines():
-        if line.startswith("START WAL LOCATION:") and "(file " in line:
-            return line.split("(file ")[1].rstrip(")").strip()
-    return None
 
 
 def _tail(path: Path, lines: int = 25) -> str:

@@ -42,3 +42,11 @@ def gaps(names: list[str], since: str | None = None) -> tuple[str | None, str | 
     tli = max(parse(n)[0] for n in names)
     by_num = {parse(n)[1]: n for n in sorted(names)}
     return by_num[first], by_num[last], [name(tli, n) for n in missing]
+
+
+def label_start_segment(labelfile: str) -> str | None:
+    """The WAL segment named by a backup_label's START WAL LOCATION line (where replay must begin)."""
+    for line in labelfile.splitlines():
+        if line.startswith("START WAL LOCATION:") and "(file " in line:
+            return line.split("(file ")[1].rstrip(")").strip()
+    return None
