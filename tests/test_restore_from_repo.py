@@ -159,17 +159,26 @@ def rlab(airflow_db):
         yield lb
 
 
-@pytest.fixture(scope="module")
-def work(rlab) -> Iterator[Path]:
-    """Recoveries and restores go below this folder; whatever a failed test leaves there is released
-    before the lab goes."""
-    root = rlab.home / "restores"
+@contextlib.contextmanager
+def restores_folder(home: Path, *stop_servers) -> Iterator[Path]:
+    """<home>/restores: whatever a failed test leaves there (servers: also those stop_servers(root) stops,
+    mounts, loop devices) is released at the end."""
+    root = home / "restores"
     root.mkdir(mode=0o755, exist_ok=True)
     try:
         yield root
     finally:
+        for stop in stop_servers:
+            stop(root)
         release_under(root)
         assert not mounts_under(root) and not sysutil.loops_backed_by(root)
+
+
+@pytest.fixture(scope="module")
+def work(rlab) -> Iterator[Path]:
+    """Recoveries and restores go below this folder; released before the lab goes."""
+    with restores_folder(rlab.home) as root:
+        yield root
 
 
 @pytest.fixture(scope="module")

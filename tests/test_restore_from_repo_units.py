@@ -1,6 +1,7 @@
-"""Restore from a repository without a database or root: the WAL plan, the log prefetcher and its waiting
-restore_command, destinations, restore_point to files (full and delta), the `copydata repo` commands and
-RepoRestoreOperator over a file:// repository. The end-to-end runs are in test_restore_from_repo.py."""
+"""Restore from a repository without a database or root: the WAL and binary log plans, the log prefetcher
+and its waiting restore_command, destinations, restore_point to files (full and delta), the `copydata repo`
+commands and RepoRestoreOperator over a file:// repository. The end-to-end runs are in
+test_restore_from_repo.py and test_restore_from_repo_mariadb.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,13 @@ from copydata.replication.restore import (
     LogMissing,
     RecoveryError,
     choose_point,
+    engine_family,
     list_points,
     parse_destination,
     parse_time,
+    plan_binlogs,
     plan_wal,
+    point_info,
     restore_point,
     volumes_by_role,
 )
@@ -109,6 +114,25 @@ def test_plan_takes_the_consistent_range_and_the_unbroken_run_after_it() -> None
     assert plan_wal([seg(4), seg(5, 2), seg(6, 2)], label, APP).segments == [seg(4), seg(5, 2), seg(6, 2)]
     with pytest.raises(RecoveryError, match="start_segment"):
         plan_wal([seg(4)], {}, APP)
+
+
+def test_binlog_plan_takes_the_snapshots_file_and_the_unbroken_run_after_it(repo: Repository,
+                                                                             tmp_path: Path) -> None:
+    names = [f"mariadb-bin.{n:06d}" for n in (1, 2, 3, 5)] + ["other-bin.000004", seg(4)]
+    plan = plan_binlogs(names, {"binlog_file": "mariadb-bin.000002", "binlog_pos": 328}, APP)
+    assert plan.segments == ["mariadb-bin.000002", "mariadb-bin.000003"] and plan.histories == []
+    assert plan.next_missing == "mariadb-bin.000004"
+    with pytest.raises(LogMissing, match="mariadb-bin.000004") as err:
+        plan_binlogs(names, {"binlog_file": "mariadb-bin.000004"}, APP)
+    assert err.value.name == "mariadb-bin.000004"
+    with pytest.raises(RecoveryError, match="binlog_file"):
+        plan_binlogs(names, {}, APP)
+    add_point(repo, tmp_path, "p1", "2026-05-01T10:00:00+00:00", {0: b"a"})
+    info = point_info(repo.read_manifest(APP, "p1"))
+    assert engine_family(info) == "postgresql"
+    with pytest.raises(RecoveryError, match="a sqlserver point"):
+        engine_family(replace(info, engine="sqlserver"))
+    assert engine_family(replace(info, engine="mariadb")) == "mariadb"
 
 
 # -- the prefetcher ----------------------------------------------------------------------------------

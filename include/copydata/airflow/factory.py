@@ -174,12 +174,12 @@ def _repo_restore_params(sla) -> dict:
                                        "point at or before point_in_time"),
             "point_in_time": Param("", type="string", pattern=POINT_OR_EMPTY, title="Point in time",
                                    description="Empty: restore the point's volume images to destination. "
-                                               f"Else recover PostgreSQL to this instant: {POINT_HELP}"),
+                                               f"Else recover the database to this instant: {POINT_HELP}"),
             "destination": Param(type="string", pattern=DESTINATION, title="Destination",
                                  description="A folder (/path: one <role>.img per volume; the work folder of a "
                                              "recovery), or array volumes: array:PREFIX or array:data=vol,..."),
             "port": Param(55600, type="integer", minimum=1024, maximum=65535, title="Port",
-                          description="Port of the recovered PostgreSQL (point_in_time only)")}
+                          description="Port of the recovered database server (point_in_time only)")}
 
 
 def _repo_restore_dag(sla, app, sla_file: Path, manual: dict) -> DAG:
@@ -189,7 +189,7 @@ def _repo_restore_dag(sla, app, sla_file: Path, manual: dict) -> DAG:
     One run at a time: two restores to one destination would overwrite each other."""
     a = app.name
     doc = (f"Restore **{a}** from a replication target's repository: a point's volume images to a folder or "
-           "array volumes, or PostgreSQL recovered to an instant (docs/restore-from-object-storage.md).")
+           "array volumes, or the database recovered to an instant (docs/restore-from-object-storage.md).")
     with DAG(f"copydata__{a}__repo_restore", params=_repo_restore_params(sla), **{
             **manual, "max_active_runs": 1, "doc_md": doc}) as dag:
         RepoRestoreOperator(task_id="repo_restore", sla_file=str(sla_file), target="{{ params.target }}",

@@ -5,7 +5,7 @@ N+1 … N+readahead are already downloading. `LogFetcher` submits the planned fi
 in order (each file is one `Repository.get_log`, which itself fetches the file's chunks in parallel), never
 more than `readahead` files beyond the newest one the database has asked for, and places each file
 atomically at `<folder>/wal/<name>` (the layout of a WAL archive volume, so the engine's restore_command
-reads it unchanged).
+reads it unchanged; `subdir` names another folder, e.g. `binlog` for MariaDB binary logs).
 
 The hand-over to the database is a marker per planned file, `<folder>/pending/<name>`, removed once the file
 is in place (or when the fetch stops). `restore_command()` returns a PostgreSQL restore_command that waits
@@ -80,13 +80,14 @@ class Requests:
 class LogFetcher:
     """Fetch `names` (in that order) of `application` into `folder`; use as a context manager or call
     start() / stop(). `readahead` bounds how far the downloads run ahead of the consumer's position
-    (read from requests.log; without requests nothing is bounded but the pool)."""
+    (read from requests.log; without requests nothing is bounded but the pool). Files go to
+    <folder>/<subdir>/ (default wal/, the layout restore_command reads)."""
 
     def __init__(self, repo: Repository, application: str, names: list[str], folder: str | os.PathLike,
-                 workers: int = 4, readahead: int = 32, os_user: str | None = None) -> None:
+                 workers: int = 4, readahead: int = 32, os_user: str | None = None, subdir: str = WAL_SUBDIR) -> None:
         self.repo, self.application, self.names = repo, application, list(names)
         self.folder = Path(folder)
-        self.wal_dir = self.folder / WAL_SUBDIR
+        self.wal_dir = self.folder / subdir
         self.pending_dir = self.folder / PENDING_SUBDIR
         self.requests_log = self.folder / REQUESTS_LOG
         self.workers, self.readahead = max(1, workers), max(1, readahead)
@@ -297,8 +298,9 @@ exit 1
 
 
 def fetch_all(repo: Repository, application: str, names: list[str], folder: str | os.PathLike,
-              workers: int = 4, timeout: float | None = None) -> FetchStats:
-    """Fetch every name into <folder>/wal/ and return the stats (FetchError on the first failure)."""
-    with LogFetcher(repo, application, names, folder, workers=workers, readahead=len(names) or 1) as f:
+              workers: int = 4, timeout: float | None = None, subdir: str = WAL_SUBDIR) -> FetchStats:
+    """Fetch every name into <folder>/<subdir>/ and return the stats (FetchError on the first failure)."""
+    with LogFetcher(repo, application, names, folder, workers=workers, readahead=len(names) or 1,
+                    subdir=subdir) as f:
         f.wait(timeout=timeout)
     return f.stats

@@ -48,12 +48,12 @@ def add_parser(sub) -> None:
                          help="restore only this role (repeatable; default: every volume)")
     restore.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    recover = repo.add_parser("recover", help="start a PostgreSQL recovered to a point in time from the "
+    recover = repo.add_parser("recover", help="start a PostgreSQL or MariaDB recovered to a point in time from the "
                                               "repository alone (local image file + loop device); needs root")
     _repo_args(recover)
     recover.add_argument("application", metavar="APP")
     recover.add_argument("--workdir", required=True, metavar="DIR",
-                         help="image, mount, fetched WAL and sockets go here (the OS user must reach it)")
+                         help="image, mount, fetched logs and sockets go here (the OS user must reach it)")
     recover.add_argument("--port", type=int, required=True)
     recover.add_argument("--at", default="latest", metavar="TIME", help="ISO 8601 with a zone, or latest")
     recover.add_argument("--point", default=None, help="recover from this point (default: the newest before TIME)")
@@ -129,8 +129,9 @@ def _recover(args, out: TextIO) -> int:
                             point=args.point, point_in_time=args.at, fetch_workers=args.fetch_workers,
                             readahead=args.readahead)
     print(json.dumps(rec.summary(), indent=2), file=out)
-    print(f"running: psql -h {rec.run_dir} -p {rec.db.port} -U {rec.db.user}\n"
-          f"release it: copydata repo discard {rec.workdir}", file=sys.stderr)
+    client = (f"psql -h {rec.run_dir} -p {rec.db.port} -U {rec.db.user}" if rec.engine_name == "postgresql"
+              else f"mariadb --socket={rec.run_dir}/mysqld.sock -u {rec.db.user}")
+    print(f"running: {client}\nrelease it: copydata repo discard {rec.workdir}", file=sys.stderr)
     return 0
 
 

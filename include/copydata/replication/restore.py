@@ -1,11 +1,12 @@
-"""Restore from a copydata repository: volume images, and a running PostgreSQL at a point in time.
+"""Restore from a copydata repository: volume images, and a running database at a point in time.
 
 - `restore_point` writes a recovery point's volume images to array volumes (a *delta restore* through the
   proxy host: only blocks that differ from what the volume holds are written) or to local image files.
-- `recover_from_repo` builds a running PostgreSQL at a point in time from the repository alone: the `data`
-  image is restored (to an array volume, or to a local file attached with a loop device: a site without
-  the array), mounted, and replayed with WAL that a parallel prefetcher (copydata.replication.logfetch)
-  downloads in order, ahead of the replay, into a local folder laid out like the archive volume.
+- `recover_from_repo` builds a running PostgreSQL or MariaDB/MySQL at a point in time from the repository
+  alone: the `data` image is restored (to an array volume, or to a local file attached with a loop device:
+  a site without the array), mounted, and replayed with the logs (WAL, binary logs) that a parallel
+  prefetcher (copydata.replication.logfetch) downloads in order into a local folder laid out like the
+  archive volume (PostgreSQL: ahead of the replay; MariaDB: before it, while the data is restored).
 
 Conventions of the repository (shared with copydata.replication.replicate): application = SLA application,
 point = the catalog snapshot's pgroup_snapshot, manifest engine metadata = {"engine", "consistent_at",
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from copydata import sysutil
 from copydata.ops.clones import parse_point
-from copydata.replication import logfetch
+from copydata.replication import archive, logfetch
 from copydata.repo.errors import RepositoryError
 from copydata.repo.images import restore_image
 from copydata.repo.logs import read_log_index
@@ -44,6 +46,10 @@ log = logging.getLogger(__name__)
 
 POSTGRES_ENGINES = ("postgresql", "postgres")
 LOCK_WAIT = 60.0   # seconds to wait for a GC (exclusive lock) to finish before a restore gives up
+MARKER = "recovery.json"   # in a recovery's work folder: its engine, data directory and OS user
+# how a replay that ran out of logs fails: PostgreSQL (recovery ends early), MariaDB (copydata's replay plan)
+OUT_OF_LOGS = ("before configured recovery target was reached", "could not locate required checkpoint",
+               "the target is not covered by this log backup")
 
 
 class LogMissing(RepositoryError):
@@ -375,6 +381,27 @@ def plan_wal(names: list[str], snapshot_meta: dict[str, Any], application: str =
     return LogPlan(histories, segments, stop, wal.name(newest_tli, end + 1))
 
 
+def plan_binlogs(names: list[str], snapshot_meta: dict[str, Any], application: str = "") -> LogPlan:
+    """The binary logs a MariaDB/MySQL point needs: the snapshot's binlog_file (replay starts in it, at
+    binlog_pos) and the unbroken run of the same series after it. The point's data directory holds the
+    logs up to the snapshot, so only that first file is required; a target beyond the run is reported by
+    the replay as missing plan.next_missing."""
+    from copydata.engines.mariadb import binlog
+
+    first = str(snapshot_meta.get("binlog_file") or "").rsplit("/", 1)[-1]
+    if not binlog.NAME_RE.match(first):
+        raise RecoveryError(f"{application}: the point's engine metadata has no binlog_file")
+    base, start = binlog.basename(first), binlog.number(first)
+    series = {binlog.number(n): n for n in names if binlog.NAME_RE.match(n) and binlog.basename(n) == base}
+    if start not in series:
+        raise LogMissing(f"log {application}/{first} is missing from the repository: the point's replay "
+                         "starts in it", first)
+    end = start
+    while end + 1 in series:
+        end += 1
+    return LogPlan([], [series[n] for n in range(start, end + 1)], first, binlog.sibling(first, end + 1))
+
+
 def latest_covered(repo: Repository, application: str, segments: list[str], look_back: int = 16
                    ) -> dt.datetime | None:
     """The newest `covered_to` a log index records in its metadata (a log backup's last segment), looking
@@ -410,10 +437,11 @@ class Recovery:
     loop_device: str | None = None
     data_image: Path | None = None
     data_volume: str | None = None
+    engine_name: str = "postgresql"
     _closers: list = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        return {"application": self.application, "point": self.point,
+        return {"application": self.application, "point": self.point, "engine": self.engine_name,
                 "consistent_at": self.consistent_at.isoformat() if self.consistent_at else None,
                 "target": self.target.isoformat() if self.target else "latest",
                 "host": self.db.host if self.db else None, "port": self.db.port if self.db else None,
@@ -432,99 +460,74 @@ class Recovery:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """What recover_from_repo was asked, for the engine's steps."""
+
+    family: str               # "postgresql", "mariadb" or "mysql"
+    meta: dict[str, Any]      # the catalog snapshot's engine_meta
+    port: int
+    name: str
+    engine: Engine | None
+    data_directory: str
+    os_user: str
+    overlap: bool
+    timeout: float
+
+
 def recover_from_repo(repo: Repository, application: str, workdir: str | os.PathLike, port: int, *,
                       point: str | None = None, point_in_time: str | dt.datetime | None = None,
                       data_on: ArrayVolumes | None = None, name: str | None = None,
-                      engine: Engine | None = None, data_directory: str = "pgdata", os_user: str = "postgres",
+                      engine: Engine | None = None, data_directory: str | None = None, os_user: str | None = None,
                       fetch_workers: int = 4, readahead: int = 32, overlap: bool = True,
                       timeout: float = 900, lock_wait: float = LOCK_WAIT) -> Recovery:
-    """Start a PostgreSQL recovered to `point_in_time` (ISO 8601, or 'latest'/None) from `point` (default:
-    the newest point consistent at or before the target) using only the repository.
+    """Start a PostgreSQL or MariaDB/MySQL recovered to `point_in_time` (ISO 8601, or 'latest'/None) from
+    `point` (default: the newest point consistent at or before the target) using only the repository.
 
     The data image goes to <workdir>/data.img (attached with a loop device) or, with `data_on`, to the
-    array volume named for role "data" (delta restore). It is mounted at <workdir>/data; the WAL is fetched
-    into <workdir>/logs/wal/ and the server's sockets and log are in <workdir>/run. With `overlap` the
-    server starts as soon as the data is restored, and its restore_command waits for segments still being
-    fetched; without, every planned segment is fetched first and the engine's own restore_command is used.
-    `latest` recovers to the newest `covered_to` the log indexes record, else to the end of the stored WAL.
-    On failure everything made here is released before the error is raised."""
-    from copydata.connector import LocalConnector
-    from copydata.engines.base import CloneSpec
-    from copydata.engines.postgres import PostgresEngine, RecoveryFailed
+    array volume named for role "data" (delta restore). It is mounted at <workdir>/data; the logs are
+    fetched into <workdir>/logs/<archive folder> (wal/ or binlog/, as on the archive volume) and the
+    server's sockets and log are in <workdir>/run. PostgreSQL: with `overlap` the server starts as soon as
+    the data is restored, and its restore_command waits for segments still being fetched; without, every
+    planned segment is fetched first. MariaDB/MySQL: the binary logs from the snapshot's file on are
+    fetched while the data is restored, then the server starts and the engine replays them to the target
+    (as root@localhost over the socket unless `engine` carries an account). `latest` recovers to the
+    newest `covered_to` the log indexes record, else to the end of the stored logs. data_directory and
+    os_user default to the engine's (pgdata/postgres, mysql/mysql). On failure everything made here is
+    released before the error is raised."""
+    from copydata.sla.model import ENGINE_DEFAULTS
 
     t_start = time.monotonic()
-    workdir = Path(workdir).resolve()
     target = parse_time(point_in_time)
     closers: list = []
     lock = repo.lock("shared", f"recover {application}", wait=lock_wait)
     closers.append(lock.release)
-    fetcher: logfetch.LogFetcher | None = None
     try:
         info = choose_point(repo, application, target, point)
-        if (info.engine or "postgresql") not in POSTGRES_ENGINES:
-            raise RecoveryError(f"point {application}/{info.point} is a {info.engine} point: recovery from a "
-                                "repository supports PostgreSQL only")
-        if "data" not in info.volumes:
-            raise RecoveryError(f"point {application}/{info.point} has no 'data' volume")
-        meta = dict(info.manifest.engine.get("snapshot") or {})
-        plan = plan_wal(repo.logs(application), meta, application)
+        family = engine_family(info)
+        defaults = ENGINE_DEFAULTS[family]
+        ask = _Ask(family, dict(info.manifest.engine.get("snapshot") or {}), port, name or f"{application}-repo"[:63],
+                   engine, data_directory or defaults["data_directory"], os_user or defaults["os_user"],
+                   overlap, timeout)
+        plan = (plan_wal if family == "postgresql" else plan_binlogs)(repo.logs(application), ask.meta, application)
         if target is None:
             target = latest_covered(repo, application, plan.segments)
             if target is not None and info.consistent_at is not None and target < info.consistent_at:
                 target = None
-        log.info("%s: recovering %s (consistent at %s) to %s with %d WAL files planned (%s .. %s)",
-                 application, info.point, info.consistent_at, target or "the end of the stored WAL",
+        log.info("%s: recovering %s (consistent at %s) to %s with %d log files planned (%s .. %s)",
+                 application, info.point, info.consistent_at, target or "the end of the stored logs",
                  len(plan.names), plan.segments[0], plan.segments[-1])
-
-        if workdir.exists() and (_mounted_under(workdir) or sysutil.loops_backed_by(workdir)):
-            raise RecoveryError(f"work folder {workdir} is in use (mounted or attached): discard it first")
-        workdir.mkdir(parents=True, exist_ok=True)
-        workdir.chmod(0o755)
-        log_folder, data_mount, run_dir = workdir / "logs", workdir / "data", workdir / "run"
-        fetcher = logfetch.LogFetcher(repo, application, plan.names, log_folder, workers=fetch_workers,
-                                      readahead=readahead if overlap else max(1, len(plan.names)),
-                                      os_user=os_user)
+        rec = _open_workdir(Path(workdir).resolve(), info, target, ask, closers)
+        fetcher = logfetch.LogFetcher(repo, application, plan.names, rec.log_folder, workers=fetch_workers,
+                                      readahead=readahead if overlap and family == "postgresql"
+                                      else max(1, len(plan.names)),
+                                      os_user=ask.os_user if family == "postgresql" else None,
+                                      subdir=archive.archive_subdir(family))
+        rec.fetch = fetcher.stats
         closers.append(fetcher.stop)
-        fetcher.start()   # downloads WAL while the data image is restored
-
-        connector = data_on.connector if data_on is not None else LocalConnector()
-        rec = Recovery(application, info.point, info.consistent_at, target, workdir=workdir, data_mount=data_mount,
-                       log_folder=log_folder, run_dir=run_dir, fetch=fetcher.stats, _closers=closers)
-        t = time.monotonic()
-        if data_on is None:
-            files = LocalFiles(workdir, ["data"])
-            rec.restore = restore_volumes(repo, info, files)
-            rec.data_image = files.path("data")
-            rec.loop_device = sysutil.loop_attach(rec.data_image)
-            closers.append(lambda dev=rec.loop_device: sysutil.loop_detach(dev))
-            device = rec.loop_device
-        else:
-            volumes = {"data": data_on.volumes["data"]}
-            dest = ArrayVolumes(data_on.array, data_on.connector, data_on.host, volumes, disconnect=False)
-            rec.restore = restore_volumes(repo, info, dest)
-            rec.data_volume = volumes["data"]
-            device = rec.restore.volume("data").device
-        rec.timings["restore_data_s"] = time.monotonic() - t
-        connector.mount(device, str(data_mount))
-        closers.append(lambda: connector.unmount(str(data_mount)))
-
-        engine = engine or PostgresEngine(None, data_directory=data_directory, os_user=os_user)
-        rec.engine = engine
-        command = logfetch.restore_command(log_folder, max_wait=timeout) if overlap else None
-        spec = CloneSpec(name=name or f"{application}-repo"[:63], data_mount=data_mount, log_mount=log_folder,
-                         port=port, target=target, snapshot_meta=meta, run_dir=run_dir, restore_command=command)
-        if not overlap:
-            t = time.monotonic()
-            fetcher.wait(timeout=timeout)
-            rec.timings["fetch_wait_s"] = time.monotonic() - t
-        engine.prepare_clone(spec)
-        closers.append(lambda: engine.stop(data_mount, run_dir))
-        t = time.monotonic()
-        try:
-            rec.db = engine.start(spec, timeout)
-        except RecoveryFailed as exc:
-            raise _explain(exc, fetcher, plan, application, target) from exc
-        rec.timings["replay_s"] = time.monotonic() - t
+        fetcher.start()   # downloads the logs while the data image is restored
+        _restore_and_mount(repo, info, rec, data_on)
+        (_start_postgres if family == "postgresql" else _start_mariadb)(rec, fetcher, plan, ask)
         fetcher.stop()
         lock.release()
         rec.requests = fetcher.requests()
@@ -535,6 +538,105 @@ def recover_from_repo(repo: Repository, application: str, workdir: str | os.Path
     except BaseException:
         _run_closers(closers)
         raise
+
+
+def engine_family(info: PointInfo) -> str:
+    """"postgresql", "mariadb" or "mysql": the engine a point's manifest names (none: PostgreSQL)."""
+    name = info.engine or "postgresql"
+    if name in POSTGRES_ENGINES:
+        return "postgresql"
+    if name in archive.MYSQL_FAMILY:
+        return name
+    raise RecoveryError(f"point {info.application}/{info.point} is a {name} point: recovery from a repository "
+                        "supports PostgreSQL, MariaDB and MySQL")
+
+
+def _open_workdir(workdir: Path, info: PointInfo, target: dt.datetime | None, ask: _Ask, closers: list) -> Recovery:
+    """The work folder (refused while something is mounted or attached there) with its marker, and the
+    Recovery that will hold what is made in it."""
+    if "data" not in info.volumes:
+        raise RecoveryError(f"point {info.application}/{info.point} has no 'data' volume")
+    if workdir.exists() and (_mounted_under(workdir) or sysutil.loops_backed_by(workdir)):
+        raise RecoveryError(f"work folder {workdir} is in use (mounted or attached): discard it first")
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    (workdir / MARKER).write_text(json.dumps({
+        "application": info.application, "point": info.point, "engine": ask.family,
+        "data_directory": ask.data_directory, "os_user": ask.os_user}, indent=1) + "\n")
+    return Recovery(info.application, info.point, info.consistent_at, target, workdir=workdir,
+                    data_mount=workdir / "data", log_folder=workdir / "logs", run_dir=workdir / "run",
+                    engine_name=ask.family, _closers=closers)
+
+
+def _restore_and_mount(repo: Repository, info: PointInfo, rec: Recovery, data_on: ArrayVolumes | None) -> None:
+    """The point's data image to <workdir>/data.img + a loop device, or to the data_on volume; mounted."""
+    from copydata.connector import LocalConnector
+
+    connector = data_on.connector if data_on is not None else LocalConnector()
+    t = time.monotonic()
+    if data_on is None:
+        files = LocalFiles(rec.workdir, ["data"])
+        rec.restore = restore_volumes(repo, info, files)
+        rec.data_image = files.path("data")
+        rec.loop_device = sysutil.loop_attach(rec.data_image)
+        rec._closers.append(lambda dev=rec.loop_device: sysutil.loop_detach(dev))
+        device = rec.loop_device
+    else:
+        volumes = {"data": data_on.volumes["data"]}
+        dest = ArrayVolumes(data_on.array, data_on.connector, data_on.host, volumes, disconnect=False)
+        rec.restore = restore_volumes(repo, info, dest)
+        rec.data_volume = volumes["data"]
+        device = rec.restore.volume("data").device
+    rec.timings["restore_data_s"] = time.monotonic() - t
+    connector.mount(device, str(rec.data_mount))
+    rec._closers.append(lambda: connector.unmount(str(rec.data_mount)))
+
+
+def _start_postgres(rec: Recovery, fetcher: logfetch.LogFetcher, plan: LogPlan, ask: _Ask) -> None:
+    """PostgreSQL on the mounted data, replaying the WAL through the waiting restore_command (overlap)
+    or, once every planned segment is fetched, the engine's own."""
+    from copydata.engines.postgres import PostgresEngine, RecoveryFailed
+
+    engine = ask.engine or PostgresEngine(None, data_directory=ask.data_directory, os_user=ask.os_user)
+    command = logfetch.restore_command(rec.log_folder, max_wait=ask.timeout) if ask.overlap else None
+    if not ask.overlap:
+        _wait_fetch(rec, fetcher, ask.timeout)
+    _start_engine(rec, engine, ask, command, RecoveryFailed, fetcher, plan)
+
+
+def _start_mariadb(rec: Recovery, fetcher: logfetch.LogFetcher, plan: LogPlan, ask: _Ask) -> None:
+    """MariaDB/MySQL on the mounted data, then the engine replays the fetched binary logs (all of them
+    in place first: mariadb-binlog reads the folder) to the target."""
+    from copydata.engines.mariadb import MariaDbEngine
+    from copydata.engines.mariadb.server import RecoveryFailed
+
+    engine = ask.engine or MariaDbEngine(None, data_directory=ask.data_directory, os_user=ask.os_user,
+                                         flavor=ask.family)
+    _wait_fetch(rec, fetcher, ask.timeout)
+    _start_engine(rec, engine, ask, None, RecoveryFailed, fetcher, plan)
+
+
+def _wait_fetch(rec: Recovery, fetcher: logfetch.LogFetcher, timeout: float) -> None:
+    t = time.monotonic()
+    fetcher.wait(timeout=timeout)
+    rec.timings["fetch_wait_s"] = time.monotonic() - t
+
+
+def _start_engine(rec: Recovery, engine: Engine, ask: _Ask, command: str | None, failed: type[Exception],
+                  fetcher: logfetch.LogFetcher, plan: LogPlan) -> None:
+    from copydata.engines.base import CloneSpec
+
+    rec.engine = engine
+    spec = CloneSpec(name=ask.name, data_mount=rec.data_mount, log_mount=rec.log_folder, port=ask.port,
+                     target=rec.target, snapshot_meta=ask.meta, run_dir=rec.run_dir, restore_command=command)
+    engine.prepare_clone(spec)
+    rec._closers.append(lambda: engine.stop(rec.data_mount, rec.run_dir))
+    t = time.monotonic()
+    try:
+        rec.db = engine.start(spec, ask.timeout)
+    except failed as exc:
+        raise _explain(exc, fetcher, plan, rec.application, rec.target) from exc
+    rec.timings["replay_s"] = time.monotonic() - t
 
 
 def restore_volumes(repo: Repository, info: PointInfo, destination: Destination,
@@ -553,17 +655,16 @@ def restore_volumes(repo: Repository, info: PointInfo, destination: Destination,
     return report
 
 
-def discard_recovery(workdir: str | os.PathLike, data_directory: str = "pgdata", os_user: str = "postgres") -> None:
+def discard_recovery(workdir: str | os.PathLike, data_directory: str | None = None,
+                     os_user: str | None = None) -> None:
     """Release a recovery that another process made (e.g. an Airflow task), from its work folder alone:
-    stop the server on <workdir>/data, unmount whatever is mounted below workdir, detach the loop devices
-    backed by files below it, remove the folder. Array volumes are left as they are. Idempotent."""
-    from copydata.engines.postgres import PostgresEngine
-
+    stop the server on <workdir>/data (PostgreSQL or MariaDB/MySQL, as the folder's marker says; no
+    marker: PostgreSQL), unmount whatever is mounted below workdir, detach the loop devices backed by
+    files below it, remove the folder. Array volumes are left as they are. Idempotent."""
     workdir = Path(workdir).resolve()
     if not workdir.exists():
         return
-    if (workdir / "data" / data_directory / "postmaster.pid").exists():
-        PostgresEngine(None, data_directory=data_directory, os_user=os_user).stop(workdir / "data")
+    _stop_server(workdir, data_directory, os_user)
     root = str(workdir)
     points = [line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     for point in sorted((p for p in points if p == root or p.startswith(root + os.sep)), reverse=True):
@@ -574,15 +675,35 @@ def discard_recovery(workdir: str | os.PathLike, data_directory: str = "pgdata",
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _stop_server(workdir: Path, data_directory: str | None, os_user: str | None) -> None:
+    """The server a recovery started on <workdir>/data, stopped by the engine that the marker names."""
+    from copydata.sla.model import ENGINE_DEFAULTS
+
+    marker: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        marker = json.loads((workdir / MARKER).read_text())
+    family = marker.get("engine") if marker.get("engine") in ENGINE_DEFAULTS else "postgresql"
+    data_directory = data_directory or marker.get("data_directory") or ENGINE_DEFAULTS[family]["data_directory"]
+    os_user = os_user or marker.get("os_user") or ENGINE_DEFAULTS[family]["os_user"]
+    if family in archive.MYSQL_FAMILY:
+        from copydata.engines.mariadb import MariaDbEngine
+
+        MariaDbEngine(None, data_directory=data_directory, os_user=os_user).stop(workdir / "data", workdir / "run")
+    elif (workdir / "data" / data_directory / "postmaster.pid").exists():
+        from copydata.engines.postgres import PostgresEngine
+
+        PostgresEngine(None, data_directory=data_directory, os_user=os_user).stop(workdir / "data")
+
+
 def _explain(exc: Exception, fetcher: logfetch.LogFetcher, plan: LogPlan, application: str,
              target: dt.datetime | None) -> RepositoryError:
     """A clean error for a recovery that failed: the fetch error, or the first log missing after the plan."""
     if fetcher.stats.error:
-        return RepositoryError(f"fetching the WAL failed: {fetcher.stats.error}\n{exc}")
+        return RepositoryError(f"fetching the logs failed: {fetcher.stats.error}\n{exc}")
     text = str(exc)
-    if "before configured recovery target was reached" in text or "could not locate required checkpoint" in text:
+    if any(sign in text for sign in OUT_OF_LOGS):
         return LogMissing(f"log {application}/{plan.next_missing} is missing from the repository: recovery to "
-                          f"{target.isoformat() if target else 'latest'} ran out of WAL after {plan.segments[-1]}"
+                          f"{target.isoformat() if target else 'latest'} ran out of logs after {plan.segments[-1]}"
                           f"\n{text}", plan.next_missing)
     return RepositoryError(f"recovery from the repository failed: {text}")
 
