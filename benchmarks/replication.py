@@ -447,7 +447,7 @@ class Bench:
             res.restores.append(self._pgbr_restore(pgbr, store, mode, base / f"pgbr-{mode}", expected))
 
     def _copydata_restore(self, ctx, target, workdir: Path, expected: tuple) -> RestoreRun:
-        from copydata.replication.restore import recover_from_repo
+        from copydata.replication.recovery import recover_from_repo
 
         repo = target.open_repository()
         port = free_port()

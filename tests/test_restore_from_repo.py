@@ -363,7 +363,7 @@ def report_recovery(kind: str, label: str, rec) -> None:
 
 def test_point_in_time_recovery_from_the_repository_alone(repo: Repo, history: History, work: Path,
                                                           recoveries: list):
-    from copydata.replication.restore import recover_from_repo
+    from copydata.replication.recovery import recover_from_repo
 
     first, second = history.snapshots
     before_second = whole_second_after(second.consistent_at, -2)   # after the bulk insert, from the first point
@@ -393,7 +393,7 @@ def test_point_in_time_recovery_from_the_repository_alone(repo: Repo, history: H
 
 def test_latest_recovers_to_the_newest_covered_instant(repo: Repo, history: History, work: Path,
                                                        recoveries: list):
-    from copydata.replication.restore import discard_recovery, recover_from_repo
+    from copydata.replication.recovery import discard_recovery, recover_from_repo
 
     full_only(repo)
     last = history.log_backups[-1]
@@ -409,7 +409,8 @@ def test_latest_recovers_to_the_newest_covered_instant(repo: Repo, history: Hist
 
 def test_recovery_onto_an_array_volume(repo: Repo, history: History, work: Path, recoveries: list):
     from copydata.connector import discard_volumes
-    from copydata.replication.restore import ArrayVolumes, recover_from_repo
+    from copydata.replication.recovery import recover_from_repo
+    from copydata.replication.restore import ArrayVolumes
 
     if repo.kind != "posix":
         pytest.skip("one store is enough for the array path")
@@ -462,7 +463,8 @@ def hiding(repo: Repo, app: str, *names: str) -> Repository:
 
 def test_missing_logs_fail_with_their_name(repo: Repo, history: History, work: Path):
     from copydata.engines.postgres import wal
-    from copydata.replication.restore import LogMissing, RecoveryError, recover_from_repo
+    from copydata.replication.recovery import recover_from_repo
+    from copydata.replication.restore import LogMissing, RecoveryError
 
     if repo.kind != "posix":
         pytest.skip("store-independent")
@@ -520,7 +522,7 @@ def test_cli_points_restore_verify(repo: Repo, history: History, work: Path, cap
 
 def test_operator_recovers_a_database(repo: Repo, history: History, work: Path):
     from copydata.airflow.operators.repo_restore import RepoRestoreOperator
-    from copydata.replication.restore import discard_recovery
+    from copydata.replication.recovery import discard_recovery
 
     if repo.kind != "posix":
         pytest.skip("one store is enough for the operator")

@@ -135,7 +135,7 @@ def recoveries() -> Iterator[list]:
 
 def test_recovery_at_a_past_second_holds_exactly_the_ticks_before_it(history: History, work: Path,
                                                                      recoveries: list):
-    from copydata.replication.restore import recover_from_repo
+    from copydata.replication.recovery import recover_from_repo
 
     target = whole_second_after(history.snapshot.consistent_at, 1)
     assert target < history.log_backups[0].covered_to
@@ -154,7 +154,7 @@ def test_recovery_at_a_past_second_holds_exactly_the_ticks_before_it(history: Hi
 def test_latest_then_discard_leaves_no_server_mount_or_loop_device(history: History, work: Path,
                                                                    recoveries: list):
     from copydata.engines.mariadb import server
-    from copydata.replication.restore import discard_recovery, recover_from_repo
+    from copydata.replication.recovery import discard_recovery, recover_from_repo
 
     last = history.log_backups[-1]
     rec = recover_from_repo(history.repo, history.app, work / "latest", free_port(), point_in_time="latest")
@@ -172,7 +172,8 @@ def test_latest_then_discard_leaves_no_server_mount_or_loop_device(history: Hist
 
 
 def test_missing_binary_logs_fail_with_their_name(history: History, work: Path):
-    from copydata.replication.restore import LogMissing, recover_from_repo
+    from copydata.replication.recovery import recover_from_repo
+    from copydata.replication.restore import LogMissing
 
     def hiding(*names: str) -> Repository:
         store = HidingStore(history.repo.store, {f"logs/{history.app}/{n}" for n in names})

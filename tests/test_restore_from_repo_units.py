@@ -16,17 +16,15 @@ from pathlib import Path
 import pytest
 
 from copydata.replication import logfetch
+from copydata.replication.recovery import engine_family, plan_binlogs, plan_wal
 from copydata.replication.restore import (
     LocalFiles,
     LogMissing,
     RecoveryError,
     choose_point,
-    engine_family,
     list_points,
     parse_destination,
     parse_time,
-    plan_binlogs,
-    plan_wal,
     point_info,
     restore_point,
     volumes_by_role,
@@ -354,7 +352,7 @@ def test_repo_restore_by_sla_target_refuses_a_bad_target_and_users_outside_allow
 
 def test_manifests_and_logs_as_replication_writes_them(repo: Repository, tmp_path: Path) -> None:
     """copydata.replication.replicate names volume entries by role and tags logs with their log backup."""
-    from copydata.replication.restore import latest_covered
+    from copydata.replication.recovery import latest_covered
 
     src = image(tmp_path / "src", {4: b"z"})
     entry = backup_image(repo, src, name="data", role="data", array_snapshot="pg1.s1.pg1-data")

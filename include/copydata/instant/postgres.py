@@ -10,7 +10,7 @@ The point's manifest carries the engine metadata {"snapshot": {backup_label, sta
 volume, default pgdata). Its WAL lives beside the points at logs/<application>/<segment name>.
 
 Steps, timed: the data volume is instant-mounted read-write (the local cache takes every write) while the
-WAL the point needs (copydata.replication.restore.plan_wal: the snapshot's start segment through its stop
+WAL the point needs (copydata.replication.recovery.plan_wal: the snapshot's start segment through its stop
 segment, then the unbroken run after it, and the timeline history files) is fetched in parallel into
 <workdir>/logs/wal/ by copydata.replication.logfetch.LogFetcher; then PostgresEngine.prepare_clone writes
 backup_label and the recovery settings (restore_command copies from that folder), PostgresEngine.start
@@ -32,7 +32,7 @@ from typing import Any
 from copydata.instant.daemon import open_repository
 from copydata.instant.mount import InstantMount
 from copydata.replication import logfetch
-from copydata.replication.restore import plan_wal
+from copydata.replication.recovery import plan_wal
 
 log = logging.getLogger(__name__)
 

@@ -123,7 +123,7 @@ def _restore(args, out: TextIO) -> int:
 
 
 def _recover(args, out: TextIO) -> int:
-    from copydata.replication.restore import recover_from_repo
+    from copydata.replication.recovery import recover_from_repo
 
     rec = recover_from_repo(open_repository(args), args.application, args.workdir, args.port,
                             point=args.point, point_in_time=args.at, fetch_workers=args.fetch_workers,
@@ -136,7 +136,7 @@ def _recover(args, out: TextIO) -> int:
 
 
 def _discard(args, out: TextIO) -> int:
-    from copydata.replication.restore import discard_recovery
+    from copydata.replication.recovery import discard_recovery
 
     discard_recovery(args.workdir)
     print(f"released {args.workdir}", file=out)

@@ -5,14 +5,14 @@ Two modes, chosen by the templated fields:
 - `point` without `point_in_time`: restore the point's volume images to `destination` (a folder: one
   `<role>.img` per volume; or array volumes: a delta restore through this worker as the proxy host).
 - `point_in_time` (ISO 8601 with a zone, or `latest`): start the point's database recovered to that instant
-  from the repository alone (`copydata.replication.restore.recover_from_repo`): PostgreSQL replays the WAL,
+  from the repository alone (`copydata.replication.recovery.recover_from_repo`): PostgreSQL replays the WAL,
   MariaDB/MySQL the binary logs (connecting as root over the socket; the engine comes from the point's
   manifest, the data directory and OS user are the engine's defaults). `destination` is then the work folder
   (data on a local image file + loop device: a site without the array), or array volumes (`array:PREFIX`:
   the data image goes to volume `PREFIX-data`, the work folder is `workdir` or
   `$COPYDATA_HOME/repo-recoveries/<application>-<port>`). The server keeps running after the task; its
   socket folder, port and work folder are in the returned XCom; `copydata repo discard WORKDIR` (or
-  `copydata.replication.restore.discard_recovery`) releases it, whichever the engine.
+  `copydata.replication.recovery.discard_recovery`) releases it, whichever the engine.
 
 destination forms: `/path`, `dir:/path`, `file:///path`, `array:PREFIX`, `array:data=vol1,archive=vol2`, or a
 dict {"dir": ...} / {"prefix": ...} / {"volumes": {...}}. Array destinations use the `flasharray`
@@ -117,7 +117,7 @@ class RepoRestoreOperator(BaseOperator):
 
     def _recover(self, repo, spec) -> dict[str, Any]:
         from copydata import paths
-        from copydata.replication.restore import recover_from_repo
+        from copydata.replication.recovery import recover_from_repo
 
         port = int(self.port or 0)
         if port <= 0:
