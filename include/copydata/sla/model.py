@@ -113,7 +113,8 @@ class ClonePolicy(_Model):
     """Who may clone, how clones are masked, and when they expire."""
 
     allowed_roles: list[Text] = Field(default_factory=list, description=(
-        "Airflow roles or users allowed to clone (informational for now)."))
+        "Airflow users or roles (SimpleAuthManager roles) allowed to trigger clone, refresh, delete, "
+        "restore and repo_restore runs; empty: everyone. Scheduled runs are always allowed."))
     masking_sql: Text | None = Field(None, description="SQL run in the clone before it is handed over.")
     masking_script: AbsolutePath | None = Field(None, description=(
         "Executable run with the clone's DSN in $CLONE_DSN before it is handed over."))
