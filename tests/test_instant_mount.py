@@ -497,3 +497,24 @@ def test_start_errors_are_reported_and_leave_nothing(pg_point: Point, workdir: C
     finally:
         (pg_point.repo_dir / "manifests" / APP / "other.json").unlink()
     assert leftovers(w2) == []
+
+
+@needs_host
+@pytest.mark.root
+def test_cli_instant_then_discard(pg_point: Point, workdir: Callable[[str], Path], capsys) -> None:
+    """`copydata repo instant` leaves a server running on the mount; `copydata repo discard` releases it all."""
+    import psycopg
+
+    from copydata import cli
+    from copydata.instant import leftovers
+
+    w = workdir("cli")
+    assert cli.main(["repo", "instant", f"file://{pg_point.repo_dir}", APP, "--workdir", str(w),
+                     "--port", str(free_port())]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["point"] == POINT and shown["timings"]["first_query"] > 0
+    with psycopg.connect(host=shown["socket_dir"], port=shown["port"], user="postgres", dbname="postgres") as c:
+        assert c.execute("SELECT v FROM instant_marker").fetchone() == (pg_point.marker,)
+    assert cli.main(["repo", "discard", str(w)]) == 0
+    assert not w.exists() and not leftovers(w)
+    assert cli.main(["repo", "discard", str(w)]) == 0    # idempotent

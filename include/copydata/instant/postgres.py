@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
 import time
@@ -35,6 +36,8 @@ from copydata.replication import logfetch
 from copydata.replication.recovery import plan_wal
 
 log = logging.getLogger(__name__)
+
+MARKER = "instant.json"   # in an instant mount's work folder: what release_instant needs to stop its server
 
 
 def snapshot_meta(engine_meta: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +109,8 @@ def instant_postgres(repo_url: str, application: str, point: str, workdir: str |
                             os_user=os_user)
     spec = CloneSpec(name=f"instant-{application}"[:60], data_mount=mount.target, log_mount=logs, port=port,
                      target=target_time, snapshot_meta=meta, run_dir=workdir / "run")
+    (workdir / MARKER).write_text(json.dumps({"engine": "postgresql", "data_directory": engine.data_directory,
+                                              "os_user": os_user, "application": application, "point": point}))
     names = plan_wal(repo.logs(application), meta, application).names
     started = False
     try:
@@ -133,3 +138,27 @@ def instant_postgres(repo_url: str, application: str, point: str, workdir: str |
                 engine.stop(spec.data_mount, spec.run_dir)
         mount.stop()
         raise
+
+
+def is_instant_workdir(workdir: str | os.PathLike) -> bool:
+    return (Path(workdir) / MARKER).exists()
+
+
+def release_instant(workdir: str | os.PathLike) -> None:
+    """Stop the server of an instant_postgres work folder left running (copydata repo instant), tear the
+    mount down (umount, loop device, daemon) and delete the folder. Idempotent."""
+    from copydata.engines.postgres import PostgresEngine
+    from copydata.instant.mount import remove_workdir, teardown
+    from copydata.instant.procs import PIDFILE, daemon_pid
+
+    workdir = Path(workdir).resolve()
+    if not workdir.exists():
+        return
+    marker = json.loads((workdir / MARKER).read_text()) if is_instant_workdir(workdir) else {}
+    engine = PostgresEngine(data_directory=marker.get("data_directory") or "pgdata",
+                            os_user=marker.get("os_user") or "postgres")
+    if daemon_pid(workdir / "cache" / PIDFILE) is not None:   # else the mount cannot be read: teardown aborts it
+        with contextlib.suppress(Exception):   # no server (it failed to start, or was stopped already)
+            engine.stop(workdir / "mnt", workdir / "run")
+    teardown(workdir)
+    remove_workdir(workdir)

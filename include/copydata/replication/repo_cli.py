@@ -4,6 +4,8 @@
     copydata repo restore URL [--conn-id ID] [--key-conn-id ID] APP POINT --to-dir DIR [--role ROLE ...]
     copydata repo recover URL [--conn-id ID] [--key-conn-id ID] APP --workdir DIR --port PORT
                           [--at TIME | --point POINT]
+    copydata repo instant URL [--conn-id ID] [--key-conn-id ID] APP --workdir DIR --port PORT
+                          [--at TIME | --point POINT]
     copydata repo discard WORKDIR
     copydata repo verify  URL [--conn-id ID] [--key-conn-id ID] [--sample FRACTION_OR_COUNT]
 
@@ -30,6 +32,18 @@ def _repo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=8, help="parallel transfers (default 8)")
 
 
+def _database_args(p: argparse.ArgumentParser, workdir_holds: str) -> None:
+    """The arguments of the commands that start a database from a point (recover, instant)."""
+    _repo_args(p)
+    p.add_argument("application", metavar="APP")
+    p.add_argument("--workdir", required=True, metavar="DIR",
+                   help=f"{workdir_holds} go here (the database's OS user must reach it)")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--at", default="latest", metavar="TIME",
+                   help="ISO 8601 with a zone, or latest (default: the end of the stored logs)")
+    p.add_argument("--point", default=None, help="start from this point (default: the newest before TIME)")
+
+
 def add_parser(sub) -> None:
     repo = sub.add_parser("repo", help="recovery points in object storage: list, restore, recover, verify "
                                        "(docs/restore-from-object-storage.md)").add_subparsers(
@@ -50,18 +64,17 @@ def add_parser(sub) -> None:
 
     recover = repo.add_parser("recover", help="start a PostgreSQL or MariaDB recovered to a point in time from the "
                                               "repository alone (local image file + loop device); needs root")
-    _repo_args(recover)
-    recover.add_argument("application", metavar="APP")
-    recover.add_argument("--workdir", required=True, metavar="DIR",
-                         help="image, mount, fetched logs and sockets go here (the OS user must reach it)")
-    recover.add_argument("--port", type=int, required=True)
-    recover.add_argument("--at", default="latest", metavar="TIME", help="ISO 8601 with a zone, or latest")
-    recover.add_argument("--point", default=None, help="recover from this point (default: the newest before TIME)")
+    _database_args(recover, "image, mount, fetched logs and sockets")
     recover.add_argument("--fetch-workers", type=int, default=4)
     recover.add_argument("--readahead", type=int, default=32, help="WAL files fetched ahead of the replay")
 
-    discard = repo.add_parser("discard", help="stop a recovered database and release its work folder "
-                                              "(server, mount, loop device, files); needs root")
+    instant = repo.add_parser("instant", help="start a PostgreSQL on an instant mount of a point (FUSE + loop "
+                                              "device, blocks fetched on first read, hydrated in the background), "
+                                              "replayed to TIME; needs root")
+    _database_args(instant, "cache, mount, fetched WAL and sockets")
+
+    discard = repo.add_parser("discard", help="stop a recovered or instant-mounted database and release its "
+                                              "work folder (server, mount, loop device, files); needs root")
     discard.add_argument("workdir", metavar="WORKDIR")
 
     verify = repo.add_parser("verify", help="check manifests, log indexes and (a sample of) the chunks")
@@ -83,8 +96,8 @@ def run(args) -> int:
     so that `--json` output stays parseable."""
     from copydata.repo.errors import RepositoryError
 
-    handler = {"points": _points, "restore": _restore, "recover": _recover, "discard": _discard,
-               "verify": _verify}[args.action]
+    handler = {"points": _points, "restore": _restore, "recover": _recover, "instant": _instant,
+               "discard": _discard, "verify": _verify}[args.action]
     out = sys.stdout
     try:
         with contextlib.redirect_stdout(sys.stderr):
@@ -135,10 +148,31 @@ def _recover(args, out: TextIO) -> int:
     return 0
 
 
+def _instant(args, out: TextIO) -> int:
+    from copydata.instant.postgres import instant_postgres
+    from copydata.replication.restore import choose_point, parse_time
+
+    target = parse_time(args.at)
+    info = choose_point(open_repository(args), args.application, target, args.point)
+    db = instant_postgres(args.url, args.application, info.point, args.workdir, port=args.port,
+                          conn_id=args.conn_id, key_conn_id=args.key_conn_id, target_time=target)
+    print(json.dumps({"application": args.application, "point": info.point,
+                      "target": target.isoformat() if target else "latest", "socket_dir": db.target.host,
+                      "port": db.target.port, "workdir": str(db.mount.workdir),
+                      "timings": {k: round(v, 3) for k, v in db.timings.items()}}, indent=2), file=out)
+    print(f"running: psql -h {db.target.host} -p {db.target.port} -U {db.target.user}\n"
+          f"release it: copydata repo discard {db.mount.workdir}", file=sys.stderr)
+    return 0
+
+
 def _discard(args, out: TextIO) -> int:
+    from copydata.instant.postgres import is_instant_workdir, release_instant
     from copydata.replication.recovery import discard_recovery
 
-    discard_recovery(args.workdir)
+    if is_instant_workdir(args.workdir):
+        release_instant(args.workdir)
+    else:
+        discard_recovery(args.workdir)
     print(f"released {args.workdir}", file=out)
     return 0
 
