@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEMOS = ("emulator", "postgres", "mariadb")
+DEMOS = ("emulator", "postgres", "mariadb", "replication")
 
 
 def main() -> int:
@@ -26,6 +26,9 @@ def main() -> int:
     if "mariadb" in args.demos:
         from copydata.demo import mariadb_walkthrough
         mariadb_walkthrough.run(keep=args.keep)
+    if "replication" in args.demos:
+        from copydata.demo import replication_walkthrough
+        replication_walkthrough.run(keep=args.keep)
     return 0
 
 

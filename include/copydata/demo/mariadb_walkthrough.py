@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import math
 import time
 
 import mysql.connector
 
 from copydata import paths
-from copydata.demo.common import env_connections, run_dag
+from copydata.demo.common import backup_cycle, env_connections, quiet, run_dag
 from copydata.lab import mariadb as labmy
 from copydata.lab import myserver
 from copydata.lab.load import MariaLoad
@@ -36,7 +35,7 @@ def run(keep: bool = False) -> None:
     sla = f"lab-{NAME}"
     try:
         with steps.step(f"lab database '{NAME}' (MariaDB 10.11) on emulator volumes") as n:
-            labmy.create(labmy.CreateOptions(name=NAME, data_size=8 << 30, archive_size=4 << 30), out=io.StringIO())
+            labmy.create(labmy.CreateOptions(name=NAME, data_size=8 << 30, archive_size=4 << 30), out=quiet())
             client = myserver.client_args(NAME)
             env_connections(f"copydata_mariadb_{NAME}", {"conn_type": "mysql", "host": "127.0.0.1",
                                                          "port": client.port, "login": client.user,
@@ -47,11 +46,8 @@ def run(keep: bool = False) -> None:
             load.start()
             time.sleep(2)
         for i in range(2):
-            with steps.step(f"cycle {i + 1}: DAG copydata__{sla}__snapshot (BACKUP STAGE BLOCK_COMMIT)"):
-                run_dag(f"copydata__{sla}__snapshot")
-            time.sleep(3)
-            with steps.step(f"cycle {i + 1}: DAG copydata__{sla}__log_backup (FLUSH BINARY LOGS, archive)"):
-                run_dag(f"copydata__{sla}__log_backup")
+            backup_cycle(steps, sla, i + 1, snapshot_how="BACKUP STAGE BLOCK_COMMIT",
+                         log_how="FLUSH BINARY LOGS, archive")
         with steps.step("stop the load, then a last log backup"):
             load.finish()
             time.sleep(1.2)
@@ -70,7 +66,7 @@ def run(keep: bool = False) -> None:
             with steps.step("clean up: delete the clone, destroy the lab"):
                 with contextlib.suppress(SystemExit):
                     run_dag(f"copydata__{NAME}__clone_delete", {"clone_name": CLONE})
-                labmy.destroy(NAME, out=io.StringIO())
+                labmy.destroy(NAME, out=quiet())
             if started_here:
                 service.stop(paths.emulator_state())
     steps.summary()

@@ -10,10 +10,9 @@ import time
 import psycopg
 
 from copydata import paths
-from copydata.demo.common import env_connections, run_dag
+from copydata.demo.common import backup_cycle, pg_lab, quiet, run_dag
 from copydata.lab import postgres as labpg
 from copydata.lab.load import PgLoad, pgbench_sums, ticks_committed_by
-from copydata.lab.pgserver import PgLab, configured_port
 from copydata.progress import Steps
 
 NAME, CLONE, CLONE_PORT = "demo", "demo-dev", 55690
@@ -25,27 +24,15 @@ def run(scale: int = 10, load_seconds: int = 30, keep: bool = False) -> None:
 
     started_here = service.read_endpoint(paths.emulator_state()) is None
     steps = Steps("PostgreSQL walkthrough: SLA -> snapshots + WAL -> clone at a past second")
-    lab = PgLab(NAME, paths.home() / "lab" / NAME)
     sla = f"lab-{NAME}"
     try:
-        with steps.step(f"lab database '{NAME}' on emulator volumes (pgbench scale {scale})") as n:
-            labpg.create(labpg.CreateOptions(name=NAME, data_size=8 << 30, archive_size=4 << 30,
-                                             pgbench_scale=scale), out=_quiet())
-            port = configured_port(lab.conf)
-            env_connections(f"copydata_pg_{NAME}", {"conn_type": "postgres", "host": "127.0.0.1", "port": port,
-                                                     "login": "postgres", "schema": "postgres"})
-            n["text"] = f"127.0.0.1:{port}, SLA include/slas/{sla}.yaml"
+        lab, port = pg_lab(steps, NAME, scale, data_size=8 << 30, archive_size=4 << 30)
         load = PgLoad(lab.run_dir, port, load_seconds)
         with steps.step(f"start a write load for {load_seconds} s (pgbench + a 100/s ticker)"):
             load.start()
             time.sleep(2)
         for i in range(2):
-            with steps.step(f"cycle {i + 1}: DAG copydata__{sla}__snapshot (backup mode, pgroup snapshot, WAL)"):
-                run_dag(f"copydata__{sla}__snapshot")
-            for _ in range(2):
-                time.sleep(3)
-                with steps.step(f"cycle {i + 1}: DAG copydata__{sla}__log_backup"):
-                    run_dag(f"copydata__{sla}__log_backup")
+            backup_cycle(steps, sla, i + 1, snapshot_how="backup mode, pgroup snapshot, WAL", log_backups=2)
         with steps.step("let the load finish, then a last log backup") as n:
             load.finish()
             run_dag(f"copydata__{sla}__log_backup")
@@ -98,9 +85,4 @@ def _cleanup() -> None:
     try:
         run_dag(f"copydata__{NAME}__clone_delete", {"clone_name": CLONE})
     finally:
-        labpg.destroy(NAME, out=_quiet())
-
-
-def _quiet():
-    import io
-    return io.StringIO()
+        labpg.destroy(NAME, out=quiet())
