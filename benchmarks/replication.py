@@ -49,6 +49,8 @@ import psycopg
 from _common import BenchHome, MiB, app_context, bench_home, fmt, log, stop_emulator, table
 from postgres_clone import SCALE_PER_GIB, Lab, create_lab, destroy_lab, stop_postgres_under, wait_archiver
 
+from copydata.sysutil import free_port
+
 STANZA = "bench"
 BUCKET = "copydata-bench"
 S3_CONN = "bench_s3"
@@ -58,12 +60,6 @@ HOT_FRACTION = 0.01   # the hot profile updates the first 1 % of pgbench_account
 FIRST_QUERY = "SELECT sum(bbalance) FROM pgbench_branches"
 CHECK_QUERY = ("SELECT (SELECT count(*) FROM pgbench_accounts), (SELECT sum(abalance) FROM pgbench_accounts), "
                "(SELECT count(*) FROM pgbench_history)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cpu:

@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from typing import IO
 import pytest
 
 from copydata.repo.store import ObjectInfo, PosixStore, Store
-from copydata.sysutil import stop_child
+from copydata.sysutil import free_port, stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_VERSION = "3.35.0"   # the newest Azurite that runs on Node 20
@@ -40,12 +39,6 @@ AZURITE_MAIN = AZURITE_DIR / "node_modules" / "azurite" / "dist" / "src" / "blob
 AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # public dev key
 BUCKET = "copydata-test"
 CONN_IDS = {"s3": "repo_s3", "azure": "repo_azurite", "gcs": "repo_gcs"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(cmd: list[str], probe_url: str, log: IO[bytes], timeout: float = 60) -> subprocess.Popen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import os
 import shutil
 import subprocess
@@ -143,3 +144,6 @@ def run_dag(dag_id: str, conf: dict | None = None, expect: str = "success"):
     return run
 
 
+def whole_second_after(t: dt.datetime, plus: int = 0) -> dt.datetime:
+    """The first whole second after t, plus `plus` seconds (a PITR target that is not a commit instant)."""
+    return dt.datetime.fromtimestamp(math.floor(t.timestamp()) + 1 + plus, dt.UTC)

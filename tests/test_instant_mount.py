@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ import pytest
 from copydata.instant import lazydisk
 from copydata.instant.lazydisk import ABSENT, CLEAN, DIRTY, ZERO, CacheMismatch, LazyDisk, image_sha256
 from copydata.repo import Manifest, PosixStore, Repository
+from copydata.sysutil import free_port
 
 pytest_plugins = ["objectstores"]
 
@@ -171,12 +171,6 @@ def _missing() -> str | None:
 
 
 needs_host = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sh(*cmd: str, timeout: float = 120, user: str | None = None) -> str:

@@ -13,7 +13,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import pytest
 
 from copydata.engines.base import CloneSpec, DbTarget, FreezeResult, LogPosition
 from copydata.engines.mariadb import ARCHIVE_SUBDIR, MariaDbEngine, binlog, replay, server, sql
+from copydata.sysutil import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "copydata-test"
@@ -54,12 +54,6 @@ def test_archive_gaps_and_the_stop_second():
 
 
 # -- the throwaway source ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def whole_second(t: dt.datetime, plus: int = 0) -> dt.datetime:
     return dt.datetime.fromtimestamp(math.ceil(t.timestamp()) + plus, dt.UTC)
 

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import math
 import time
 
 import mysql.connector
 import pytest
 
 from mylab import MyLoad, mariadb_lab
-from pglab import lab_home, run_dag
+from pglab import lab_home, run_dag, whole_second_after
 
 pytestmark = pytest.mark.root
 PORTS = (53611, 53612, 53613)
-
-
-def second(t: dt.datetime, plus: int = 0) -> dt.datetime:
-    return dt.datetime.fromtimestamp(math.floor(t.timestamp()) + 1 + plus, dt.UTC)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +79,8 @@ def check(mit, name: str, target: dt.datetime) -> None:
 
 def test_clones_hold_exactly_the_transactions_before_three_past_seconds(mit, history):
     cat, (first, snd) = history
-    targets = [second(first.consistent_at, 1), second(snd.consistent_at, -2), second(snd.consistent_at, 1)]
+    targets = [whole_second_after(first.consistent_at, 1), whole_second_after(snd.consistent_at, -2),
+               whole_second_after(snd.consistent_at, 1)]
     for i, target in enumerate(targets):
         name = f"mit-c{i}"
         run_dag(f"copydata__{mit.name}__clone", {"clone_name": name, "point_in_time": target.isoformat(),
@@ -95,7 +91,7 @@ def test_clones_hold_exactly_the_transactions_before_three_past_seconds(mit, his
 
 def test_refresh_moves_a_clone_to_a_newer_point(mit, history):
     cat, (_, snd) = history
-    newer = second(snd.consistent_at, 2)
+    newer = whole_second_after(snd.consistent_at, 2)
     run_dag(f"copydata__{mit.name}__clone_refresh", {"clone_name": "mit-c0", "point_in_time": newer.isoformat(),
                                                      "mask": False})
     check(mit, "mit-c0", newer)

@@ -4,19 +4,23 @@ snapshots and log backups, clones at three past seconds, a refresh, a delete."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 
 import pytest
 
-from pglab import Load, clone_ticks, committed_ticks, lab, lab_home, pgbench_balanced, run_dag
+from pglab import (
+    Load,
+    clone_ticks,
+    committed_ticks,
+    lab,
+    lab_home,
+    pgbench_balanced,
+    run_dag,
+    whole_second_after,
+)
 
 pytestmark = pytest.mark.root
 PORTS = (55611, 55612, 55613)
-
-
-def whole_second_after(t: dt.datetime, plus: int = 0) -> dt.datetime:
-    return dt.datetime.fromtimestamp(math.floor(t.timestamp()) + 1 + plus, dt.UTC)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import math
 import os
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,8 +30,18 @@ from objectstores import SERVERS, make_store
 from copydata import sysutil
 from copydata.repo import Manifest, NotFound, ObjectInfo, Repository, RepositoryError, Store
 from copydata.repo.images import backup_image
+from copydata.sysutil import free_port
 
-from pglab import Load, clone_ticks, committed_ticks, lab, lab_home, pgbench_balanced, stop_postgres_under
+from pglab import (
+    Load,
+    clone_ticks,
+    committed_ticks,
+    lab,
+    lab_home,
+    pgbench_balanced,
+    stop_postgres_under,
+    whole_second_after,
+)
 
 pytest_plugins = ["objectstores"]
 pytestmark = pytest.mark.root
@@ -130,10 +138,6 @@ def sha256_path(path: str | Path) -> str:
     finally:
         os.close(fd)
     return h.hexdigest()
-
-
-def whole_second_after(t: dt.datetime, plus: int = 0) -> dt.datetime:
-    return dt.datetime.fromtimestamp(math.floor(t.timestamp()) + 1 + plus, dt.UTC)
 
 
 def mounts_under(folder: Path) -> list[str]:
@@ -256,12 +260,6 @@ def repo(kind: str, history: History, work: Path) -> Repo:
 def full_only(repo: Repo) -> None:
     if repo.kind not in FULL:
         pytest.skip(f"{repo.kind}: smoke level only")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

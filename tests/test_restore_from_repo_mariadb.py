@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_restore_from_repo import HidingStore, free_port, mounts_under, restores_folder, whole_second_after
+from test_restore_from_repo import HidingStore, mounts_under, restores_folder
 
 from copydata import sysutil
 from copydata.repo import Repository
+from copydata.sysutil import free_port
 
 from mylab import MyLoad, kill_mariadb_under, mariadb_lab
-from pglab import lab_home
+from pglab import lab_home, whole_second_after
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20

@@ -107,3 +107,21 @@ def stop_child(proc: subprocess.Popen, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """fsync a folder, so that a rename or a new name in it survives a crash."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the kernel's pick; another process may still take it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

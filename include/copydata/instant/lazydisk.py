@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from copydata.repo.transfer import TokenBucket
+from copydata.sysutil import fsync_dir
 
 if TYPE_CHECKING:
     from copydata.repo.manifest import VolumeEntry
@@ -145,14 +146,6 @@ def quiet_signals() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, QUIET_SIGNALS)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file as temp + fsync + rename (+ fsync of the folder)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
@@ -161,7 +154,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def read_map(path: Path) -> tuple[dict[str, Any], bytearray]:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from copydata.sysutil import fsync_dir
+
 
 class StoreError(Exception):
     """A storage operation failed."""
@@ -85,7 +87,7 @@ class PosixStore:
                 _publish_no_replace(tmp, path, key)
             else:
                 os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -144,11 +146,3 @@ def _rename_noreplace(src: Path, dst: Path, key: str) -> None:
         if err == errno.EEXIST:
             raise AlreadyExists(key)
         raise OSError(err, os.strerror(err), str(dst))
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
