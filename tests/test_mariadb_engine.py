@@ -9,14 +9,12 @@ import contextlib
 import datetime as dt
 import math
 import os
-import random
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import pytest
 
 from copydata.engines.base import CloneSpec, DbTarget, FreezeResult, LogPosition
 from copydata.engines.mariadb import ARCHIVE_SUBDIR, MariaDbEngine, binlog, replay, server, sql
+from copydata.lab.load import MariaLoad
 from copydata.sysutil import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,54 +147,6 @@ def source() -> Iterator[Source]:
             shutil.rmtree(root, ignore_errors=True)
 
 
-# -- the load -----------------------------------------------------------------------------------------
-class Load:
-    """A ticker (one row every 10 ms) and two OLTP writers (5 UPDATEs + 1 INSERT per transaction)."""
-
-    def __init__(self, src: Source):
-        self.src, self.stopping, self.errors = src, threading.Event(), []
-        self.threads = [threading.Thread(target=self._guard, args=(fn,), daemon=True)
-                        for fn in (self._ticker, self._oltp, self._oltp)]
-
-    def start(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def finish(self) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(30)
-        assert not self.errors, self.errors
-
-    def _guard(self, fn) -> None:
-        try:
-            fn()
-        except Exception as exc:  # reported by finish()
-            self.errors.append(repr(exc))
-
-    def _ticker(self) -> None:
-        conn = self.src.connect()
-        cur = conn.cursor()
-        while not self.stopping.is_set():
-            cur.execute("INSERT INTO app.ticks () VALUES ()")
-            time.sleep(0.01)
-        conn.close()
-
-    def _oltp(self) -> None:
-        conn = self.src.connect()
-        cur = conn.cursor()
-        rng = random.Random()
-        while not self.stopping.is_set():
-            cur.execute("START TRANSACTION")
-            for acct in sorted(rng.sample(range(1, OLTP_ROWS + 1), 5)):  # sorted: no deadlocks
-                cur.execute("UPDATE app.acct SET bal = bal + 1 WHERE id = %s", (acct,))
-            time.sleep(0.003)
-            cur.execute("INSERT INTO app.hist (acct, delta) VALUES (%s, 5)", (acct,))
-            cur.execute("COMMIT")
-        conn.close()
-
-
 # -- snapshots, log backups, clones ----------------------------------------------------------------------
 @dataclass
 class History:
@@ -228,7 +179,7 @@ def log_backup(engine: MariaDbEngine, src: Source, name: str) -> tuple[LogPositi
 @pytest.fixture(scope="module")
 def history(source: Source) -> History:
     engine = source.engine()
-    load = Load(source).start()
+    load = MariaLoad(connector=source.connect, writers=2, pause=0.003).start()
     try:
         time.sleep(1.0)
         engine.push_logs(30)

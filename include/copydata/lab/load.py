@@ -8,8 +8,10 @@ import random
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -77,9 +79,14 @@ OLTP_ROWS = 200
 
 @dataclass
 class MariaLoad:
-    """A ticker (a row every 10 ms, ts = NOW(6)) and an OLTP writer (5 UPDATEs + 1 INSERT per transaction)."""
+    """A ticker (a row every 10 ms, ts = NOW(6)) and `writers` OLTP writers (5 UPDATEs + 1 INSERT per
+    transaction, `pause` seconds between the UPDATEs and the INSERT: a window in which a freeze meets
+    transactions in flight). Connections: `connector()` if given, else the lab client's socket."""
 
-    client: object  # copydata.lab.myserver.ClientArgs
+    client: object = None  # copydata.lab.myserver.ClientArgs
+    connector: Callable[[], Any] | None = None
+    writers: int = 1
+    pause: float = 0.0
     stopping: threading.Event = field(default_factory=threading.Event)
     errors: list = field(default_factory=list)
     threads: list = field(default_factory=list)
@@ -96,12 +103,14 @@ class MariaLoad:
             cur.execute("USE app")
             cur.execute(f"INSERT IGNORE INTO app.acct SELECT seq, 0 FROM seq_1_to_{OLTP_ROWS}")
         self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
-                        for f in (self._ticker, self._oltp)]
+                        for f in (self._ticker, *[self._oltp] * self.writers)]
         for t in self.threads:
             t.start()
         return self
 
     def connect(self):
+        if self.connector is not None:
+            return self.connector()
         import mysql.connector
         return mysql.connector.connect(**self.client.unix(), autocommit=True)
 
@@ -134,5 +143,7 @@ class MariaLoad:
                 accts = sorted(rng.sample(range(1, OLTP_ROWS + 1), 5))
                 for a in accts:
                     cur.execute("UPDATE app.acct SET bal = bal + 1 WHERE id = %s", (a,))
+                if self.pause:
+                    time.sleep(self.pause)
                 cur.execute("INSERT INTO app.hist (acct, delta) VALUES (%s, 5)", (accts[0],))
                 cur.execute("COMMIT")
