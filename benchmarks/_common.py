@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,3 +172,79 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def fmt(value: float | None, spec: str = ".1f") -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def parse_sizes(text: str) -> list[float]:
+    """--sizes: comma-separated positive numbers (GiB)."""
+    import argparse
+
+    try:
+        sizes = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected numbers such as 1,10") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected positive numbers")
+    return sizes
+
+
+def log_backups_while(ctx, label: str, tag: str, interval: float, running: Callable[[], bool],
+                      extra: Callable[[], str] = lambda: "") -> list[float]:
+    """A log backup every `interval` seconds while running() holds (the log-backup DAG's schedule, in
+    small); returns each one's seconds. `extra()` adds to each progress line."""
+    from copydata.ops.logs import log_backup
+
+    took: list[float] = []
+    next_at = time.monotonic() + interval
+    while running():
+        if time.monotonic() >= next_at:
+            t0 = time.perf_counter()
+            log_backup(ctx, f"{tag}-log{len(took) + 1}")
+            took.append(time.perf_counter() - t0)
+            push = ctx.engine.last("push_logs") if hasattr(ctx.engine, "last") else None
+            log(f"{label}: log backup {len(took)} during the load: {took[-1] * 1000:.0f} ms (push_logs "
+                f"{fmt(None if push is None else push * 1000, '.0f')} ms){extra()}")
+            next_at = max(next_at + interval, time.monotonic() + 1)
+        time.sleep(0.05)
+    return took
+
+
+def clone_target(ctx, label: str, hist) -> dt.datetime:
+    """The point-in-time clone's target: the whole second 3 s before the load ended (after the snapshot)."""
+    target = (hist.load.ended - dt.timedelta(seconds=3)).replace(microsecond=0)
+    if target < hist.snapshot.consistent_at:
+        raise RuntimeError(f"target {target} is before the snapshot ({hist.snapshot.consistent_at}): raise "
+                           "--load-seconds")
+    log(f"{label}: recoverable {ctx.catalog.points(ctx.name)['ranges']}; load ended "
+        f"{hist.load.ended.isoformat(timespec='milliseconds')}; clone target {target.isoformat()}")
+    return target
+
+
+def clone_pair(ctx, label: str, target: dt.datetime, measure: Callable[[str, object], object],
+               report: Callable[[str, object], None], stop_under: Callable[[Path], None],
+               clones_root: Path) -> dict[str, object]:
+    """Clone at `target` ("pit") and at "latest", one after the other: measure(clone_name, point) makes
+    and times each (returns a run with a delete_s field), report(label, run) logs it, then the clone is
+    deleted and the deletion timed. A clone left by a failure is deleted, or its server stopped."""
+    from copydata.ops.clones import delete_clone
+
+    runs: dict[str, object] = {}
+    made: list[str] = []
+    try:
+        for attr, point in (("pit", target), ("latest", "latest")):
+            clone = f"{label}-{attr}"
+            made.append(clone)
+            run = runs[attr] = measure(clone, point)
+            report(label, run)
+            t1 = time.perf_counter()
+            delete_clone(ctx, clone, actor="benchmark")
+            run.delete_s = time.perf_counter() - t1
+            made.remove(clone)
+            log(f"{label}: clone {clone} deleted in {run.delete_s:.2f} s")
+    finally:
+        for clone in made:
+            try:
+                delete_clone(ctx, clone, actor="benchmark")
+            except Exception as exc:
+                log(f"{label}: delete of clone {clone} failed: {exc}")
+                stop_under(clones_root / clone)
+    return runs

@@ -42,12 +42,18 @@ from _common import (
     Timed,
     app_context,
     bench_home,
+    clone_pair,
+    clone_target,
     fmt,
     log,
+    log_backups_while,
+    parse_sizes,
     stop_emulator,
     table,
     utcnow,
 )
+
+from copydata.lab.common import first_free_port
 
 SCALE_PER_GIB = 68  # pgbench: scale 1 is ~15 MB of tables and indexes
 CLONE_PORT_BASE = 56600
@@ -244,18 +250,7 @@ def run_load(ctx, lab: Lab, args) -> History:
             f"start LSN {snap.engine_meta['start_lsn']}, stop LSN {snap.engine_meta['stop_lsn']}")
         log(f"{lab.name}: log backup after it {hist.first_log_s * 1000:.0f} ms (push_logs "
             f"{ms(ctx.engine.last('push_logs'))} ms, array snapshot {ms(ctx.array.last('snapshot_pgroup'))} ms)")
-        n = 0
-        next_at = time.monotonic() + args.log_interval
-        while load.running:
-            if time.monotonic() >= next_at:
-                n += 1
-                t0 = time.perf_counter()
-                log_backup(ctx, f"{args.tag}-log{n}")
-                hist.log_s.append(time.perf_counter() - t0)
-                log(f"{lab.name}: log backup {n} during the load: {hist.log_s[-1] * 1000:.0f} ms (push_logs "
-                    f"{ms(ctx.engine.last('push_logs'))} ms)")
-                next_at = max(next_at + args.log_interval, time.monotonic() + 1)
-            time.sleep(0.05)
+        hist.log_s = log_backups_while(ctx, lab.name, args.tag, args.log_interval, lambda: load.running)
         load.join()
     finally:
         load.kill()
@@ -407,12 +402,6 @@ def report_clone(lab: str, run: CloneRun) -> None:
         log(f"{lab}:   note: redo started at {run.replay_start_lsn:X}, the snapshot's start LSN is {run.start_lsn:X}")
 
 
-def free_port(start: int) -> int:
-    from copydata.lab.common import first_free_port
-
-    return first_free_port(start)
-
-
 # -- one size ------------------------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -429,7 +418,6 @@ class Result:
 def bench_size(home: BenchHome, size_gib: float, args) -> Result:
     from copydata.engines.base import DbTarget
     from copydata.engines.postgres import PostgresEngine
-    from copydata.ops.clones import delete_clone
 
     name = lab_name(size_gib, args.tag)
     res = Result(size_gib, max(1, round(SCALE_PER_GIB * size_gib)))
@@ -446,35 +434,13 @@ def bench_size(home: BenchHome, size_gib: float, args) -> Result:
                                       data_directory="pgdata", os_user="postgres"),
                        ["push_logs", "check_archive", "prepare_clone", "start", "stop"])
         with app_context(home, lab.sla_file, engine) as ctx:
-            made: list[str] = []
-            try:
-                res.hist = run_load(ctx, lab, args)
-                start_lsn = parse_lsn(res.hist.snapshot.engine_meta["start_lsn"])
-                assert res.hist.load and res.hist.load.ended
-                target = (res.hist.load.ended - dt.timedelta(seconds=3)).replace(microsecond=0)
-                if target < res.hist.snapshot.consistent_at:
-                    raise RuntimeError(f"target {target} is before the snapshot ({res.hist.snapshot.consistent_at}):"
-                                       " raise --load-seconds")
-                log(f"{name}: recoverable {ctx.catalog.points(ctx.name)['ranges']}; load ended "
-                    f"{res.hist.load.ended.isoformat(timespec='milliseconds')}; clone target {target.isoformat()}")
-                for attr, point in (("pit", target), ("latest", "latest")):
-                    clone = f"{name}-{attr}"
-                    made.append(clone)
-                    run = measure_clone(ctx, clone, point, free_port(CLONE_PORT_BASE), start_lsn)
-                    setattr(res, attr, run)
-                    report_clone(name, run)
-                    t1 = time.perf_counter()
-                    delete_clone(ctx, clone, actor="benchmark")
-                    run.delete_s = time.perf_counter() - t1
-                    made.remove(clone)
-                    log(f"{name}: clone {clone} deleted in {run.delete_s:.2f} s")
-            finally:
-                for clone in made:
-                    try:
-                        delete_clone(ctx, clone, actor="benchmark")
-                    except Exception as exc:
-                        log(f"{name}: delete of clone {clone} failed: {exc}")
-                        stop_postgres_under(home.root / "clones" / clone)
+            res.hist = run_load(ctx, lab, args)
+            start_lsn = parse_lsn(res.hist.snapshot.engine_meta["start_lsn"])
+            target = clone_target(ctx, name, res.hist)
+            runs = clone_pair(ctx, name, target, lambda clone, point: measure_clone(
+                ctx, clone, point, first_free_port(CLONE_PORT_BASE), start_lsn), report_clone, stop_postgres_under,
+                home.root / "clones")
+            res.pit, res.latest = runs["pit"], runs["latest"]
     finally:
         destroy_lab(home, name)
         stop_postgres_under(home.root / "lab" / name)
@@ -558,16 +524,6 @@ def verdict(results: list[Result]) -> str:
                          pair("replay speed", lambda c: c.mib_per_s() or 0.0, " MiB/s"),
                          pair("end-of-recovery checkpoint", ckpt)])
             + ".")
-
-
-def parse_sizes(text: str) -> list[float]:
-    try:
-        sizes = [float(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected numbers such as 1,10") from None
-    if not sizes or any(s <= 0 for s in sizes):
-        raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected positive numbers")
-    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:

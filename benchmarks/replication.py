@@ -41,7 +41,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +48,7 @@ import psycopg
 from _common import BenchHome, MiB, app_context, bench_home, fmt, log, stop_emulator, table
 from postgres_clone import SCALE_PER_GIB, Lab, create_lab, destroy_lab, stop_postgres_under, wait_archiver
 
-from copydata.sysutil import free_port
+from copydata.sysutil import free_port, serve_http
 
 STANZA = "bench"
 BUCKET = "copydata-bench"
@@ -96,9 +95,8 @@ class S3Server:
         self.root.mkdir(parents=True, exist_ok=True)
         self.http_port, self.tls_port = free_port(), free_port()
         with open(self.root / "moto.log", "wb") as out:
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                                str(self.http_port)], stdout=out, stderr=subprocess.STDOUT))
-        self._wait(f"{self.endpoint}/moto-api/")
+            self.procs.append(serve_http([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                          str(self.http_port)], f"{self.endpoint}/moto-api/", out))
         self._tls()
         os.environ[f"AIRFLOW_CONN_{S3_CONN.upper()}"] = json.dumps(
             {"conn_type": "aws", "login": S3_KEY, "password": S3_SECRET,
@@ -122,17 +120,6 @@ class S3Server:
             if time.monotonic() > deadline or self.procs[-1].poll() is not None:
                 raise RuntimeError(f"stunnel4 did not listen on {self.tls_port}; see {self.root / 'stunnel.log'}")
             time.sleep(0.1)
-
-    def _wait(self, url: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.procs[-1].poll() is not None:
-                    raise RuntimeError(f"moto did not answer {url}; see {self.root / 'moto.log'}") from None
-                time.sleep(0.1)
 
     def stop(self) -> None:
         from copydata.sysutil import stop_child

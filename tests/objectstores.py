@@ -18,19 +18,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from threading import Lock
-from typing import IO
 
 import pytest
 
 from copydata.repo.store import ObjectInfo, PosixStore, Store
-from copydata.sysutil import free_port, stop_child
+from copydata.sysutil import free_port, serve_http, stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_VERSION = "3.35.0"   # the newest Azurite that runs on Node 20
@@ -39,26 +35,6 @@ AZURITE_MAIN = AZURITE_DIR / "node_modules" / "azurite" / "dist" / "src" / "blob
 AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # public dev key
 BUCKET = "copydata-test"
 CONN_IDS = {"s3": "repo_s3", "azure": "repo_azurite", "gcs": "repo_gcs"}
-
-
-def serve(cmd: list[str], probe_url: str, log: IO[bytes], timeout: float = 60) -> subprocess.Popen:
-    """Start cmd (one process, no shell, output to log); return once probe_url answers any HTTP status.
-    Fails fast when the process dies."""
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            log.flush()
-            raise RuntimeError(f"{cmd[0]} exited with {p.returncode}; log: {log.name}")
-        try:
-            urllib.request.urlopen(probe_url, timeout=1).close()
-            return p
-        except urllib.error.HTTPError:   # any HTTP status: the server is up
-            return p
-        except OSError:
-            time.sleep(0.05)
-    stop(p)
-    raise TimeoutError(f"{cmd[0]} did not answer {probe_url} within {timeout} s; log: {log.name}")
 
 
 def stop(p: subprocess.Popen) -> None:
@@ -82,7 +58,7 @@ def environ(**values: str) -> Iterator[None]:
 @contextlib.contextmanager
 def running(cmd: list[str], probe_url: str, log_path: Path) -> Iterator[subprocess.Popen]:
     with open(log_path, "wb") as log:
-        p = serve(cmd, probe_url, log)
+        p = serve_http(cmd, probe_url, log)
         try:
             yield p
         finally:

@@ -125,3 +125,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def serve_http(cmd: list[str], probe_url: str, log, timeout: float = 60) -> subprocess.Popen:
+    """Start cmd (one process, no shell, output to the open file `log`) and return once probe_url answers
+    any HTTP status. Fails fast when the process dies; stops it on a timeout."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            log.flush()
+            raise RuntimeError(f"{cmd[0]} exited with {p.returncode}; log: {log.name}")
+        try:
+            urllib.request.urlopen(probe_url, timeout=1).close()
+            return p
+        except urllib.error.HTTPError:   # any HTTP status: the server is up
+            return p
+        except OSError:
+            time.sleep(0.05)
+    stop_child(p)
+    raise TimeoutError(f"{cmd[0]} did not answer {probe_url} within {timeout} s; log: {log.name}")
