@@ -368,8 +368,8 @@ class Bench:
         pgbr = PgBackRest(self.home.root / "pgbr" / lab.name, lab, pgdata, repos, self.s3, args.level,
                           args.pgbr_processes)
         pgbr.setup(archive_command(PgLab(lab.name, lab.root).wal_dir))
-        targets = {s: Target(name=f"bench-{s}", url=self.url(s, lab)[0], conn_id=self.url(s, lab)[1],
-                             workers=args.workers, block_size=args.block_size) for s in args.stores}
+        targets = {s: Target(f"bench-{s}", *self.url(s, lab), workers=args.workers, block_size=args.block_size)
+                   for s in args.stores}
         engine = PostgresEngine(DbTarget(host=str(lab.socket_dir), port=lab.port, user="postgres"),
                                 data_directory="pgdata", os_user="postgres")
         with app_context(self.home, lab.sla_file, engine) as ctx:

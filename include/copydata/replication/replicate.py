@@ -335,19 +335,20 @@ def _changes(array, member: str, previous: VolumeEntry | None, base_name: str | 
     """(ranges, previous, mode): the array's diff against the base point's snapshot while it exists; a full
     reads only the snapshot's mapped blocks (a diff without a base), the rest of a thin volume is zeros."""
     if previous is None or base_name is None:
-        return _mapped(array, member, block_size), None, "full"
-    if previous.block_size != block_size:
-        return _mapped(array, member, block_size), None, "full (block size changed)"
-    base_member = previous.array_snapshot
-    if not base_member or not _snapshot_exists(array, base_name, base_member):
-        return _mapped(array, member, block_size), None, "full (base snapshot gone)"
-    try:
-        ranges = array.diff(member, base=base_member, block_size=block_size)
-    except ArrayError as e:
-        if not e.not_found:
-            raise
-        return _mapped(array, member, block_size), None, "full (base snapshot gone)"
-    return [(int(o), int(n)) for o, n in ranges], previous, "incremental"
+        mode = "full"
+    elif previous.block_size != block_size:
+        mode = "full (block size changed)"
+    elif not previous.array_snapshot or not _snapshot_exists(array, base_name, previous.array_snapshot):
+        mode = "full (base snapshot gone)"
+    else:
+        try:
+            ranges = array.diff(member, base=previous.array_snapshot, block_size=block_size)
+            return [(int(o), int(n)) for o, n in ranges], previous, "incremental"
+        except ArrayError as e:
+            if not e.not_found:
+                raise
+            mode = "full (base snapshot gone)"
+    return _mapped(array, member, block_size), None, mode
 
 
 def _mapped(array, member: str, block_size: int) -> list[tuple[int, int]] | None:
